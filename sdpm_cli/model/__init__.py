@@ -1,0 +1,1 @@
+"""Model stage: diffusion maths, the two-stream network, losses, samplers and checkpoints."""
