@@ -1,10 +1,233 @@
-"""`sdpm segment` (placeholder: being built)."""
+"""`sdpm segment`: one study -> lesion mask (+ report, DICOM SEG, preview), or many studies in batch."""
 
-from sdpm_cli.cli import app, guarded
-from sdpm_cli.errors import RuntimeFailure
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sdpm_cli.cli import app, err, guarded, info, out, warn
+from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
+from sdpm_cli.outputs.atomic import check_writable, write_image, write_text
+from sdpm_cli.pipeline import MODES
 
 
-@app.command("segment", help="(not yet available)")
+@app.command("segment", help="Segment stroke lesions (1 infarct, 2 hemorrhage) in one or many head CT studies.")
 @guarded
-def segment_cmd() -> None:
-    raise RuntimeFailure("sdpm segment is not implemented yet")
+def segment_cmd(
+    studies: Optional[List[Path]] = typer.Argument(None, help="DICOM folder(s) or NIfTI file(s)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask NIfTI (one study)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch: one sub-folder per study here."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="Batch: every study folder/NIfTI directly under this folder."),
+    mode: str = typer.Option("union", "--mode", "-m", help="out | salient | infer | union"),
+    preset: str = typer.Option("fast", "--preset", help="fast (measured default) | paper (the paper's settings; slow)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: the shipped model)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (CUDA falls back to CPU with a warning)"),
+    seed: int = typer.Option(0, "--seed", help="Seed for the diffusion samples (bit-identical masks on CPU)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of sampling steps."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Override the number of repeats (salient/infer)."),
+    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to use (overrides the rules)."),
+    correct_tilt: bool = typer.Option(False, "--correct-tilt", help="Resample a gantry-tilted series instead of refusing it."),
+    resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Resample uneven slice spacing instead of refusing it."),
+    report: Optional[Path] = typer.Option(None, "--report", help="JSON report (volumes with 95% interval, lesions, QC)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Per-lesion CSV."),
+    dicom_seg: Optional[Path] = typer.Option(None, "--dicom-seg", help="DICOM Segmentation object referencing the source series."),
+    preview: Optional[Path] = typer.Option(None, "--preview", help="QC montage PNG."),
+    probabilities: Optional[Path] = typer.Option(None, "--probabilities", help="Per-voxel probability NIfTI (one component per class)."),
+    include_phi: bool = typer.Option(False, "--include-phi", help="Allow patient identifiers in the report."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    resume: bool = typer.Option(False, "--continue", help="Batch: skip studies that already finished."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Batch: process shard i of n (i/n, 1-based), for array jobs."),
+    log_json: Optional[Path] = typer.Option(None, "--log-json", help="Batch: JSON-lines event log."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
+    run = dict(mode=mode, preset=preset, device=device, seed=seed, steps=steps, samples=samples,
+               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+    is_batch = batch is not None or out_dir is not None or (studies and len(studies) > 1)
+    if not is_batch:
+        if not studies:
+            raise UsageError("give a study (DICOM folder or NIfTI file), or --batch PARENT with --out-dir")
+        if out_path is None:
+            raise UsageError("--out mask.nii.gz is required for a single study (or use --out-dir for batch)")
+        outputs = {"mask": out_path, **{k: v for k, v in requested.items() if v is not None}}
+        for p in outputs.values():
+            check_writable(p, force)
+        from sdpm_cli.pipeline import load_model
+
+        lm, w = load_model(model, device)
+        for msg in w:
+            warn(msg)
+        seg = _segment_one(studies[0], lm, run, quiet)
+        _write_outputs(seg, outputs, include_phi, force)
+        _print_summary(seg, outputs)
+        return
+    _run_batch(studies or [], batch, out_dir, model, run, requested, include_phi, force, resume, shard, log_json, quiet)
+
+
+def _segment_one(study: Path, lm, run: dict, quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sdpm_cli.pipeline import segment_study
+
+    if quiet or not err.is_terminal:
+        seg = segment_study(study, model=lm, **run)
+    else:
+        with Progress(TextColumn("segmenting"), BarColumn(), TextColumn("{task.completed}/{task.total} slices"),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("seg", total=None)
+            seg = segment_study(study, model=lm, progress=lambda d, n: bar.update(task, completed=d, total=n), **run)
+    for msg in seg.warnings:
+        warn(msg)
+    return seg
+
+
+def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
+    """Every requested file, each atomically; the mask last so its presence means 'finished'."""
+    from sdpm_cli.outputs.report import report_for_segmentation, report_to_csv
+
+    rep = None
+    if outputs.get("report") or outputs.get("csv"):
+        rep = report_for_segmentation(seg, include_phi=include_phi)
+    if outputs.get("report"):
+        write_text(outputs["report"], json.dumps(rep, indent=2) + "\n", force)
+    if outputs.get("csv"):
+        write_text(outputs["csv"], report_to_csv(rep), force)
+    if outputs.get("probabilities"):
+        write_image(seg.probability_image(), outputs["probabilities"], force)
+    if outputs.get("preview"):
+        from sdpm_cli.outputs.preview import write_preview
+
+        write_preview(seg.study.image, seg.labels, outputs["preview"],
+                      volumes_ml={k: v.volume_ml for k, v in seg.volumes.items()}, force=force)
+    if outputs.get("dicom_seg"):
+        from sdpm_cli import __version__
+        from sdpm_cli.outputs.dicomseg import write_dicom_seg
+
+        files = [s.path for s in seg.study.slices] if getattr(seg.study, "slices", None) else []
+        if not files:
+            raise UsageError("--dicom-seg needs a DICOM input study (this one is NIfTI)")
+        write_dicom_seg(seg.labels, files, outputs["dicom_seg"], force=force,
+                        algorithm_name=f"sdpm {seg.model.name}", algorithm_version=__version__)
+    write_image(seg.labels, outputs["mask"], force)
+
+
+def _volume_text(v) -> str:
+    ci = f" (95% interval {v.ci95_ml[0]:.1f}-{v.ci95_ml[1]:.1f})" if v.ci95_ml else ""
+    return f"{v.volume_ml:.2f} mL{ci}"
+
+
+def _print_summary(seg, outputs: dict) -> None:
+    s = seg.study.series
+    info(f"series: {getattr(s, 'description', '') or '?'} ({getattr(s, 'n_slices', '?')} slices)")
+    for name, v in seg.volumes.items():
+        out.print(f"{name}: {_volume_text(v)}")
+    info(f"mode {seg.mode}, preset {seg.preset}, device {seg.device}, "
+         f"{seg.timings.get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
+
+
+# ----------------------------------------------------------------------------------------- batch
+def _discover(studies: list[Path], parent: Optional[Path]) -> list[Path]:
+    found = list(studies)
+    if parent is not None:
+        if not parent.is_dir():
+            raise UsageError(f"--batch: not a folder: {parent}")
+        found += sorted(p for p in parent.iterdir()
+                        if not p.name.startswith(".") and (p.is_dir() or p.name.endswith((".nii", ".nii.gz"))))
+    if not found:
+        raise UsageError("no studies given")
+    return found
+
+
+def _shard(items: list[Path], shard: Optional[str]) -> list[Path]:
+    if not shard:
+        return items
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+        assert 1 <= i <= n
+    except (ValueError, AssertionError):
+        raise UsageError(f"--shard must be i/n with 1 <= i <= n, got '{shard}'") from None
+    return [p for k, p in enumerate(items) if k % n == i - 1]
+
+
+def _study_name(p: Path) -> str:
+    name = p.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+SUMMARY_FIELDS = ["study", "status", "exit_code", "error", "mask", "infarct_ml", "hemorrhage_ml", "runtime_s"]
+
+
+def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, force, resume, shard, log_json, quiet):
+    from sdpm_cli.pipeline import load_model
+
+    if out_dir is None:
+        raise UsageError("batch mode needs --out-dir DIR")
+    items = _shard(_discover(studies, parent), shard)
+    names = [_study_name(p) for p in items]
+    if len(set(names)) != len(names):
+        raise UsageError("two studies share a name; give distinct folder names")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = f".shard{shard.replace('/', 'of')}" if shard else ""
+    summary_path = out_dir / f"summary{tag}.csv"
+    if log_json is not None:
+        check_writable(log_json, force or resume)
+    lm, w = load_model(model, run["device"])  # once for the whole batch
+    for msg in w:
+        warn(msg)
+    rows, events = [], []
+
+    def log(event: dict) -> None:
+        event = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **event}
+        events.append(json.dumps(event))
+        if log_json is not None:
+            write_text(log_json, "\n".join(events) + "\n", force=True)
+
+    for k, (study, name) in enumerate(zip(items, names), 1):
+        sdir = out_dir / name
+        outputs = {"mask": sdir / "mask.nii.gz", **{key: sdir / Path(v).name for key, v in requested.items() if v}}
+        if resume and outputs["mask"].exists():
+            info(f"[{k}/{len(items)}] {name}: already done, skipped")
+            rows.append({"study": name, "status": "skipped", "exit_code": 0, "error": "", "mask": str(outputs["mask"])})
+            log({"study": name, "status": "skipped"})
+            continue
+        t0 = time.perf_counter()
+        try:
+            for p in outputs.values():
+                check_writable(p, force)
+            seg = _segment_one(study, lm, run, quiet=True)
+            sdir.mkdir(parents=True, exist_ok=True)
+            _write_outputs(seg, outputs, include_phi, force)
+            vols = {f"{n}_ml": round(v.volume_ml, 3) for n, v in seg.volumes.items()}
+            row = {"study": name, "status": "ok", "exit_code": 0, "error": "", "mask": str(outputs["mask"]),
+                   **vols, "runtime_s": round(time.perf_counter() - t0, 2)}
+            info(f"[{k}/{len(items)}] {name}: " + ", ".join(f"{n} {_volume_text(v)}" for n, v in seg.volumes.items()))
+        except SdpmError as exc:  # one bad study never stops the run
+            row = {"study": name, "status": "failed", "exit_code": exc.exit_code, "error": str(exc), "mask": "",
+                   "runtime_s": round(time.perf_counter() - t0, 2)}
+            err.print(f"[{k}/{len(items)}] {name}: error: {exc}", markup=False)
+        except Exception as exc:  # noqa: BLE001 - isolate unexpected failures too
+            row = {"study": name, "status": "failed", "exit_code": 5, "error": f"unexpected {type(exc).__name__}: {exc}",
+                   "mask": "", "runtime_s": round(time.perf_counter() - t0, 2)}
+            err.print(f"[{k}/{len(items)}] {name}: error: unexpected {type(exc).__name__}: {exc}", markup=False)
+        rows.append(row)
+        log({k2: row.get(k2) for k2 in SUMMARY_FIELDS})
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+    wr.writeheader()
+    wr.writerows(rows)
+    write_text(summary_path, buf.getvalue(), force=True)
+    failed = sum(r["status"] == "failed" for r in rows)
+    info(f"{len(rows) - failed}/{len(rows)} studies succeeded; summary: {summary_path}")
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)

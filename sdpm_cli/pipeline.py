@@ -1,0 +1,275 @@
+"""The whole chain for one study: ingest -> preprocess -> model -> postprocess -> native-grid labels.
+
+`segment_study` is what `sdpm segment`, `sdpm evaluate --model` and batch pipelines call. A model is
+loaded once (`load_model`) and can be passed to many calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from sdpm_cli.errors import ModelError, UsageError
+from sdpm_cli.labels import CLASSES
+
+log = logging.getLogger(__name__)
+
+MODES = ("out", "salient", "infer", "union")
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint ready to run: network on its device, schedule, preprocessing plan, header."""
+
+    net: "torch.nn.Module"  # noqa: F821
+    sched: object
+    plan: object
+    header: dict
+    path: Path
+    device: "torch.device"  # noqa: F821
+
+    @property
+    def name(self) -> str:
+        return self.header.get("name") or self.path.name
+
+    @property
+    def sha256(self) -> str:
+        return self.header.get("sha256", "")
+
+
+def resolve_device(spec: str = "auto") -> tuple["torch.device", list[str]]:  # noqa: F821
+    """`auto` picks CUDA when present; a CUDA request without CUDA falls back to CPU with a warning."""
+    import torch
+
+    warnings: list[str] = []
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), warnings
+    if spec == "cpu":
+        return torch.device("cpu"), warnings
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            warnings.append(f"{spec} requested but CUDA is not available: running on the CPU (slower)")
+            return torch.device("cpu"), warnings
+        dev = torch.device(spec)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"{spec} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return dev, warnings
+    raise UsageError(f"unknown device '{spec}' (use auto, cpu, cuda or cuda:N)")
+
+
+def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tuple[LoadedModel, list[str]]:
+    """Load a checkpoint (default: the shipped model) onto a device."""
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.model.diffusion import sigmoid_schedule
+    from sdpm_cli.model.registry import default_model_path
+    from sdpm_cli.preprocess import PreprocessPlan
+
+    dev, warnings = resolve_device(device)
+    if model is None:
+        path = default_model_path()
+        if path is None:
+            raise ModelError("no default model is installed (give --model PATH, or reinstall sdpm)")
+    else:
+        path = Path(model)
+    net, header = load_checkpoint(path, map_location="cpu")
+    net = net.to(dev).eval()
+    T = int(header.get("schedule", {}).get("T", 500))
+    plan = PreprocessPlan.from_dict(header["preprocess"]) if header.get("preprocess") else PreprocessPlan()
+    return LoadedModel(net=net, sched=sigmoid_schedule(T), plan=plan, header=header, path=path, device=dev), warnings
+
+
+@dataclass
+class ClassVolume:
+    name: str
+    label: int
+    volume_ml: float
+    ci95_ml: Optional[tuple[float, float]]  # from the spread of the diffusion samples; None for `out`
+    n_samples: int
+
+
+@dataclass
+class Segmentation:
+    """Everything a caller may want to write out; arrays are on the native grid of the study."""
+
+    labels: sitk.Image
+    labels_by_mode: dict[str, sitk.Image]
+    probs: np.ndarray  # float32 [C, Z, Y, X]: probability of each class (requested mode)
+    volumes: dict[str, ClassVolume]
+    study: object
+    model: LoadedModel
+    mode: str
+    preset: str
+    seed: int
+    device: str
+    n_calls_per_slice: int
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def probability_image(self) -> sitk.Image:
+        """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
+        arr = np.moveaxis(self.probs, 0, -1)  # [Z, Y, X, C]
+        img = sitk.GetImageFromArray(arr.astype(np.float32), isVector=True)
+        img.CopyInformation(self.labels)
+        return img
+
+
+def _inference_config(mode: str, preset: str, steps: Optional[int], samples: Optional[int]):
+    from sdpm_cli.model import samplers
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    if preset not in samplers.PRESETS:
+        raise UsageError(f"unknown preset '{preset}' (choose from {', '.join(samplers.PRESETS)})")
+    return samplers.make_config(mode=mode, preset=preset, steps=steps, samples=samples)
+
+
+def _seed_for_study(seed: int, key: str) -> int:
+    # independent of processing order in batches, so a study's mask depends only on (seed, study)
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def segment_study(
+    study_or_path,
+    *,
+    model: Union[LoadedModel, str, Path, None] = None,
+    mode: str = "union",
+    preset: str = "fast",
+    device: str = "auto",
+    seed: int = 0,
+    steps: Optional[int] = None,
+    samples: Optional[int] = None,
+    series_uid: Optional[str] = None,
+    correct_tilt: bool = False,
+    resample_gaps: bool = False,
+    batch_slices: int = 8,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Segmentation:
+    """Segment one study; see docs/ARCHITECTURE.md for the stages."""
+    import torch
+
+    from sdpm_cli.ingest import load_study
+    from sdpm_cli.model.samplers import predict
+    from sdpm_cli.preprocess import prepare, probs_to_native
+
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    t0 = time.perf_counter()
+    cfg = _inference_config(mode, preset, steps, samples)
+    if isinstance(model, LoadedModel):
+        lm = model
+    else:
+        lm, w = load_model(model, device)
+        warnings += w
+    timings["load_model_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    if hasattr(study_or_path, "image"):
+        study = study_or_path
+    else:
+        study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+    warnings += list(study.warnings)
+    timings["ingest_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    prepared = prepare(study.image, lm.plan)
+    warnings += list(getattr(prepared, "warnings", []) or [])
+    timings["preprocess_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    Z, H, W = prepared.x.shape
+    C = len(CLASSES)
+    run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
+    masks_model = {m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes}
+    prob_model = np.zeros((C, Z, H, W), dtype=np.float32)
+    sample_counts: list[np.ndarray] = []  # each [S, C] summed over the chunk's slices
+    key = str(getattr(study.series, "uid", "")) or str(study_or_path)
+    gen = torch.Generator(device="cpu").manual_seed(_seed_for_study(seed, key))
+    slices = np.asarray(prepared.brain_slices, dtype=int)
+    n_calls = 0
+    with torch.inference_mode():
+        for start in range(0, len(slices), batch_slices):
+            idx = slices[start : start + batch_slices]
+            x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
+            brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
+            pred = predict(lm.net, lm.sched, x, cfg, gen, brain=brain)
+            n_calls = pred.n_calls
+            prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
+            for m in run_modes:
+                masks_model[m][:, idx] = pred.masks[m].cpu().numpy().transpose(1, 0, 2, 3).astype(np.uint8)
+            sample_counts.append(pred.sample_counts.float().cpu().numpy().sum(axis=1))
+            if progress:
+                progress(min(start + batch_slices, len(slices)), len(slices))
+    timings["model_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    probs_native = probs_to_native(prob_model, prepared)
+    labels_by_mode = {m: _labels_to_native(masks_model[m], probs_native, prepared) for m in run_modes}
+    labels = labels_by_mode[mode]
+    volumes = _class_volumes(labels, sample_counts, lm.plan.spacing_mm, study.image.GetSpacing()[2], mode)
+    timings["postprocess_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    return Segmentation(
+        labels=labels,
+        labels_by_mode=labels_by_mode,
+        probs=probs_native,
+        volumes=volumes,
+        study=study,
+        model=lm,
+        mode=mode,
+        preset=preset,
+        seed=seed,
+        device=str(lm.device),
+        n_calls_per_slice=n_calls,
+        timings=timings,
+        warnings=warnings,
+    )
+
+
+def _labels_to_native(mask_model: np.ndarray, probs_native: np.ndarray, prepared) -> sitk.Image:
+    """Binary model-grid masks -> native label map.
+
+    Each class mask is interpolated linearly onto the native grid and kept where >= 0.5, so lesion
+    boundaries fall half-way between model pixels instead of being blocky; where two classes
+    overlap, the one with the higher probability wins.
+    """
+    from sdpm_cli.preprocess import probs_to_native
+
+    score = probs_to_native(mask_model.astype(np.float32), prepared)
+    score += 1e-3 * probs_native  # tie-break between classes only
+    best = np.argmax(score, axis=0)
+    keep = np.max(score, axis=0) >= 0.5
+    labels = np.where(keep, best + 1, 0).astype(np.uint8)
+    img = sitk.GetImageFromArray(labels)
+    img.CopyInformation(prepared.grid.reference if hasattr(prepared.grid, "reference") else _reference(prepared))
+    return img
+
+
+def _reference(prepared) -> sitk.Image:
+    from sdpm_cli.preprocess import to_native
+
+    return to_native(np.zeros_like(prepared.brain), prepared)
+
+
+def _class_volumes(labels: sitk.Image, sample_counts: list[np.ndarray], spacing_mm: float, dz_mm: float, mode: str):
+    """Point volume from the native mask; 95% interval from the per-sample volumes on the model grid."""
+    arr = sitk.GetArrayViewFromImage(labels)
+    voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
+    per_sample = np.sum(sample_counts, axis=0) if sample_counts else np.zeros((1, len(CLASSES)))  # [S, C]
+    sample_ml = per_sample * (spacing_mm * spacing_mm * dz_mm) / 1000.0
+    out: dict[str, ClassVolume] = {}
+    for c, name in CLASSES.items():
+        vol = float(np.count_nonzero(arr == c)) * voxel_ml
+        s = sample_ml[:, c - 1]
+        ci = None
+        if mode != "out" and len(s) > 1:
+            ci = (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)))
+        out[name] = ClassVolume(name=name, label=c, volume_ml=vol, ci95_ml=ci, n_samples=int(len(s)))
+    return out
