@@ -1,10 +1,87 @@
-"""`sdpm qc` (placeholder: being built)."""
+"""`sdpm qc STUDY`: the input gate alone, with a machine-readable verdict and its reasons."""
 
-from sdpm_cli.cli import app, guarded
-from sdpm_cli.errors import RuntimeFailure
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sdpm_cli.cli import app, guarded, out, warn
+from sdpm_cli.errors import EXIT_INPUT, InputRejected
+from sdpm_cli.ingest import is_nifti, load_study, survey_study
 
 
-@app.command("qc", help="(not yet available)")
+def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False) -> dict:
+    """Run the whole ingest; the verdict says pass/reject with reasons and what was measured."""
+    verdict: dict = {"verdict": "pass", "reasons": [], "modality": None, "series": None, "slice_thickness_mm": None,
+                     "spacing_mm": None, "coverage_mm": None, "n_slices": None, "tilt_deg": None, "hu": None,
+                     "corrected": [], "warnings": [], "ignored": {}}
+    try:
+        st = load_study(study, series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+    except InputRejected as exc:
+        verdict["verdict"] = "reject"
+        verdict["reasons"].append(str(exc))
+        if not is_nifti(study):
+            try:  # describe what would have been used, from headers alone
+                s = survey_study(study, series_uid=series)
+                verdict["ignored"] = dict(s.ignored)
+                row = s.chosen or next((r for r in s.rows if r.kind == "ct"), None)
+                if row is not None:
+                    _fill(verdict, row.info)
+                    verdict["modality"] = "CT"
+            except InputRejected:
+                pass
+        return verdict
+    _fill(verdict, st.series)
+    verdict["modality"] = "CT"
+    verdict["spacing_mm"] = [round(float(x), 4) for x in st.image.GetSpacing()]
+    verdict["hu"] = st.hu
+    verdict["corrected"] = list(st.corrected)
+    verdict["warnings"] = list(st.warnings)
+    verdict["reasons"].append(st.survey.chosen.reason if st.survey and st.survey.chosen else "NIfTI input taken as HU")
+    if st.survey:
+        verdict["ignored"] = dict(st.survey.ignored)
+    return verdict
+
+
+def _fill(verdict: dict, info) -> None:
+    d = info.to_dict()
+    verdict["series"] = {k: d[k] for k in ("uid", "number", "description", "kernel", "kernel_class", "orientation", "rows", "cols")}
+    verdict["slice_thickness_mm"] = info.thickness_mm
+    verdict["spacing_mm"] = d["spacing"]
+    verdict["coverage_mm"] = d["coverage_mm"]
+    verdict["n_slices"] = info.n_slices
+    verdict["tilt_deg"] = d["tilt_deg"]
+
+
+@app.command("qc", help="Check a study against the input gate (series, thickness, coverage, tilt, HU, modality). Exit 0 pass, 3 reject.")
 @guarded
-def qc_cmd() -> None:
-    raise RuntimeFailure("sdpm qc is not implemented yet")
+def qc_cmd(
+    study: Path = typer.Argument(..., help="Study folder (DICOM), one DICOM file, or a NIfTI volume in HU."),
+    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to check instead of the automatic choice."),
+    correct_tilt: bool = typer.Option(False, "--correct-tilt", help="Accept a gantry-tilted series (it will be resampled)."),
+    resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Accept missing slices / uneven spacing (resampled)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON (also on rejection)."),
+) -> None:
+    v = qc_verdict(study, series, correct_tilt, resample_gaps)
+    if as_json:
+        typer.echo(json.dumps(v, indent=2, default=str))
+    else:
+        s = v["series"] or {}
+        out.print(f"verdict: {v['verdict']}", markup=False)
+        if s:
+            out.print(f"series: {s.get('number')} {s.get('description')} ({s.get('uid')})", markup=False)
+            out.print(f"slices: {v['n_slices']}, thickness {v['slice_thickness_mm']} mm, spacing {v['spacing_mm']} mm, "
+                      f"coverage {v['coverage_mm']} mm, tilt {v['tilt_deg']} deg", markup=False)
+        if v["hu"]:
+            out.print(f"HU: air {v['hu']['air_hu']}, soft-tissue peak {v['hu']['soft_tissue_peak_hu']}", markup=False)
+        for r in v["reasons"]:
+            out.print(("reason: " if v["verdict"] == "reject" else "chosen: ") + r, markup=False)
+    for w in v["warnings"]:
+        warn(w)
+    if v["verdict"] != "pass":
+        if not as_json:
+            warn(v["reasons"][0])
+        raise typer.Exit(EXIT_INPUT)

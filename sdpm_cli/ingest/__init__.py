@@ -1,1 +1,86 @@
-"""ingest stage."""
+"""Study ingest: find, validate and choose a CT series, and read it as an int16 HU volume.
+
+Every command reads studies through `load_study`; `survey_study` explains the series choice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from sdpm_cli.errors import InputRejected
+from sdpm_cli.ingest.checks import HUCheck, hu_check
+from sdpm_cli.ingest.discover import Discovery, discover, read_header
+from sdpm_cli.ingest.rules import IngestOptions, IngestRules
+from sdpm_cli.ingest.select import kernel_class
+from sdpm_cli.ingest.study import SeriesInfo, SeriesRow, SliceRef, Study, Survey, map_to_slices
+
+__all__ = [
+    "load_study", "survey_study", "Study", "SeriesInfo", "SeriesRow", "SliceRef", "Survey",
+    "IngestOptions", "IngestRules", "HUCheck", "hu_check", "kernel_class", "map_to_slices", "is_nifti",
+]
+
+PathLike = Union[str, Path]
+
+
+def is_nifti(path: PathLike) -> bool:
+    name = str(path).lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def _resolve(path: PathLike, series_uid: Optional[str]) -> tuple[Path, Optional[str]]:
+    """A folder as is; a single DICOM file means its folder, restricted to its series."""
+    p = Path(path)
+    if not p.exists():
+        raise InputRejected(f"no such file or folder: {p}")
+    if p.is_dir():
+        return p, series_uid
+    kind, header = read_header(p)
+    if header is None:
+        raise InputRejected(f"{p} is neither a DICOM image, a folder nor a NIfTI file ({kind.replace('_', ' ')})")
+    return p.parent, series_uid or header.series_uid
+
+
+def _survey(path: Path, options: IngestOptions):
+    from sdpm_cli.ingest.select import survey
+
+    return survey(discover(path), options.rules, options.series_uid)
+
+
+def survey_study(path: PathLike, *, series_uid: Optional[str] = None, rules: Optional[IngestRules] = None) -> Survey:
+    """Every series under `path` with the chosen one flagged and why each other was left out (headers only)."""
+    if is_nifti(path):
+        raise InputRejected(f"{path} is a NIfTI volume: there is no series to choose")
+    root, uid = _resolve(path, series_uid)
+    result, _ = _survey(root, IngestOptions(series_uid=uid, rules=rules or IngestRules()))
+    return result
+
+
+def load_study(
+    path: PathLike,
+    *,
+    series_uid: Optional[str] = None,
+    correct_tilt: bool = False,
+    resample_gaps: bool = False,
+    rules: Optional[IngestRules] = None,
+) -> Study:
+    """Read a study (DICOM folder, a DICOM file's folder, or a NIfTI in HU) as a validated HU volume.
+
+    Raises InputRejected (exit 3) with a one-line reason for anything unsafe to measure.
+    """
+    from sdpm_cli.ingest.volume import load_candidate, load_nifti
+
+    rules = rules or IngestRules()
+    if is_nifti(path):
+        if not Path(path).is_file():
+            raise InputRejected(f"no such file: {path}")
+        return load_nifti(Path(path), rules)
+    root, uid = _resolve(path, series_uid)
+    opts = IngestOptions(series_uid=uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps, rules=rules)
+    result, cands = _survey(root, opts)
+    if result.refusal:
+        raise InputRejected(result.refusal)
+    chosen = result.chosen
+    cand = next(c for c in cands if c.info is chosen.info)
+    study = load_candidate(cand, opts, result)
+    return study

@@ -1,0 +1,262 @@
+"""Build the HU volume of the chosen series from its validated, sorted file list.
+
+SimpleITK (GDCM) decodes each slice, so every transfer syntax scanners write (JPEG Lossless,
+JPEG-LS, JPEG 2000, RLE) is read and a truncated file fails on its own name; the order and the
+geometry come from our sorted headers, never from SimpleITK's own series logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from sdpm_cli.errors import InputRejected
+from sdpm_cli.ingest import checks, geometry
+from sdpm_cli.ingest.discover import Header
+from sdpm_cli.ingest.rules import IngestOptions, IngestRules
+from sdpm_cli.ingest.select import Candidate
+from sdpm_cli.ingest.study import SeriesInfo, SliceRef, Study, Survey
+
+log = logging.getLogger(__name__)
+
+
+def decode_slice(path: Path) -> np.ndarray:
+    """One file's pixels in HU (rescale applied by GDCM) as float32 [rows, cols]."""
+    try:
+        img = sitk.ReadImage(str(path), sitk.sitkFloat32, imageIO="GDCMImageIO")
+    except Exception as exc:  # noqa: BLE001 - GDCM's message is long; the file name is what matters
+        raise InputRejected(f"cannot decode {path}: truncated, corrupt or unsupported pixel data") from exc
+    arr = sitk.GetArrayFromImage(img)
+    if arr.ndim == 3:
+        if arr.shape[0] != 1:
+            raise InputRejected(f"{path} holds {arr.shape[0]} frames; expected one slice per file")
+        arr = arr[0]
+    return arr
+
+
+def _names(hs: list[Header], k: int = 3) -> str:
+    names = ", ".join(str(h.path) for h in hs[:k])
+    return names + (f" and {len(hs) - k} more" if len(hs) > k else "")
+
+
+def _gap_text(geom: geometry.StackGeometry) -> str:
+    lo, hi = float(np.min(geom.steps)), float(np.max(geom.steps))
+    a, b, step = max(geom.gaps, key=lambda g: abs(g[2] - geom.spacing))
+    what = "a missing slice? expected" if step > 1.5 * geom.spacing else "expected"
+    return (f"uneven slice spacing (steps {lo:.2f} to {hi:.2f} mm): a {step:.2f} mm gap between slice positions "
+            f"{a:.2f} and {b:.2f} mm along the slice normal ({what} {geom.spacing:.2f} mm)")
+
+
+def _check_structure(c: Candidate, opts: IngestOptions, warnings: list[str]) -> None:
+    """Refuse (or plan to correct) faults that the headers alone reveal."""
+    label = c.info.label
+    if c.mixed:
+        sizes = "; ".join(f"{len(g)} images {g[0].cols}x{g[0].rows} ({_names(g, 2)})" for g in c.mixed)
+        raise InputRejected(
+            f"{label} mixes image sizes/orientations: {len(c.headers)} images {c.first.cols}x{c.first.rows} and {sizes}"
+        )
+    if c.outliers:
+        warnings.append(
+            f"dropped {len(c.outliers)} localizer-like image(s) of another size/orientation from {label}: {_names(c.outliers)}"
+        )
+    g = c.geom
+    faults = []
+    if g.tilted and not opts.correct_tilt:
+        faults.append(f"a gantry tilt of {g.tilt_deg:.1f} degrees (from slice positions)")
+    if not g.even and not opts.resample_gaps:
+        faults.append(_gap_text(g))
+    if faults:
+        flags = (["--correct-tilt"] if g.tilted and not opts.correct_tilt else []) + (
+            ["--resample-gaps"] if not g.even and not opts.resample_gaps else [])
+        raise InputRejected(
+            f"{label} has " + " and ".join(faults) + f"; rerun with {' '.join(flags)} to resample it (with a warning)"
+        )
+
+
+def _decode_all(c: Candidate, warnings: list[str]) -> list[np.ndarray]:
+    """Decode every selected slice; exact duplicates are dropped, conflicting ones refused."""
+    g = c.geom
+    cache: dict[int, np.ndarray] = {}
+
+    def get(i: int) -> np.ndarray:
+        if i not in cache:
+            arr = decode_slice(c.headers[i].path)
+            h = c.headers[i]
+            if arr.shape != (h.rows, h.cols):
+                raise InputRejected(f"{h.path}: decoded {arr.shape[1]}x{arr.shape[0]} pixels, header says {h.cols}x{h.rows}")
+            cache[i] = arr
+        return cache[i]
+
+    dropped = []
+    for kept, other in g.duplicates:
+        if np.array_equal(get(kept), get(other)):
+            dropped.append(c.headers[other])
+        else:
+            pos = float(np.asarray(c.headers[kept].ipp) @ geometry.plane_axes(c.first.iop)[2])
+            raise InputRejected(
+                f"{c.info.label}: two different images at the same position ({pos:.2f} mm along the normal): "
+                f"{c.headers[kept].path} and {c.headers[other].path}"
+            )
+    if dropped:
+        warnings.append(f"dropped {len(dropped)} exact duplicate slice(s) from {c.info.label}: {_names(dropped)}")
+    return [get(i) for i in g.unique]
+
+
+def _apply_padding(slices: list[np.ndarray], hs: list[Header], rules: IngestRules) -> tuple[np.ndarray, np.ndarray]:
+    """Stack to [z, y, x]; returns (hu, padded) with declared padding and out-of-field pixels flagged."""
+    vol = np.stack(slices).astype(np.float32)
+    pad = np.zeros(vol.shape, dtype=bool)
+    for k, h in enumerate(hs):
+        slope = h.slope if h.slope is not None else 1.0
+        icpt = h.intercept if h.intercept is not None else 0.0
+        pv = None if h.padding_value is None else h.padding_value * slope + icpt
+        pl = None if h.padding_limit is None else h.padding_limit * slope + icpt
+        pad[k] = checks.padding_mask(vol[k], pv, pl, rules)
+    return vol, pad
+
+
+def resample_stack(
+    vol: np.ndarray, ipps: np.ndarray, iop, pixel_spacing, air: float
+) -> sitk.Image:
+    """Resample a sheared and/or unevenly spaced stack onto a regular grid stacked along the slices' path.
+
+    The new grid keeps the in-plane spacing, takes the slices' stacking direction as its third axis
+    (so a tilted stack becomes untilted) and the median step along it; values are linearly interpolated
+    in physical space between the two nearest source slices; outside the source slab is air.
+    """
+    from scipy.ndimage import map_coordinates
+
+    r, c, n = geometry.plane_axes(iop)
+    P = np.asarray(ipps, float)
+    d = P[-1] - P[0]
+    d = d / np.linalg.norm(d)
+    if np.dot(d, n) < 0:
+        d = -d
+    e1 = r - np.dot(r, d) * d
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(d, e1)
+    dx, dy = float(pixel_spacing[1]), float(pixel_spacing[0])
+    s = (P - P[0]) @ d  # where each source slice sits along the stacking direction
+    sz = float(np.median(np.diff(s)))
+    rows, cols = vol.shape[1:]
+    # Bounding box of every source pixel centre in the new frame.
+    corners = np.array([[0, 0], [cols - 1, 0], [0, rows - 1], [cols - 1, rows - 1]], float)
+    pts = np.concatenate([P[k] + corners[:, :1] * dx * r + corners[:, 1:] * dy * c for k in range(len(P))])
+    u = (pts - P[0]) @ np.stack([e1, e2, d], axis=1)
+    lo, hi = u.min(axis=0), u.max(axis=0)
+    nx = int(np.floor((hi[0] - lo[0]) / dx + 1e-6)) + 1
+    ny = int(np.floor((hi[1] - lo[1]) / dy + 1e-6)) + 1
+    nz = int(np.floor((s[-1] - s[0]) / sz + 1e-6)) + 1
+    origin = P[0] + lo[0] * e1 + lo[1] * e2
+    M_inv = np.linalg.inv(np.stack([r, c, d], axis=1))  # physical offset -> (along row, along column, along path)
+    out = np.empty((nz, ny, nx), dtype=np.float32)
+    jj, ii = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    for m in range(nz):
+        p = origin + (ii * dx)[..., None] * e1 + (jj * dy)[..., None] * e2 + (m * sz) * d
+        a = (p - P[0]) @ M_inv.T
+        k = np.interp(a[..., 2], s, np.arange(len(s)), left=-1.0, right=len(s) + 1.0)
+        coords = np.stack([k, a[..., 1] / dy, a[..., 0] / dx])
+        out[m] = map_coordinates(vol, coords, order=1, mode="constant", cval=air)
+    img = sitk.GetImageFromArray(np.clip(np.rint(out), -32768, 32767).astype(np.int16))
+    img.SetOrigin(tuple(origin))
+    img.SetSpacing((dx, dy, sz))
+    img.SetDirection(tuple(np.stack([e1, e2, d], axis=1).ravel()))
+    return img
+
+
+def native_image(vol_hu: np.ndarray, first_ipp, iop, pixel_spacing, spacing_z: float) -> sitk.Image:
+    """int16 image on the source grid: origin at the first slice, axes row/column/normal."""
+    img = sitk.GetImageFromArray(np.clip(np.rint(vol_hu), -32768, 32767).astype(np.int16))
+    img.SetOrigin(tuple(float(x) for x in first_ipp))
+    img.SetSpacing((float(pixel_spacing[1]), float(pixel_spacing[0]), float(spacing_z)))
+    img.SetDirection(tuple(geometry.direction_matrix(iop).ravel()))
+    return img
+
+
+def load_candidate(c: Candidate, opts: IngestOptions, survey: Optional[Survey] = None) -> Study:
+    """Validate, decode and assemble one series into a Study (or refuse with one line)."""
+    rules = opts.rules
+    warnings: list[str] = []
+    _check_structure(c, opts, warnings)
+    slices = _decode_all(c, warnings)
+    hs = [c.headers[i] for i in c.geom.unique]
+    vol, pad = _apply_padding(slices, hs, rules)
+    hu = checks.hu_check(vol[~pad], rules)
+    missing_rescale = [h for h in hs if h.slope is None or h.intercept is None]
+    if not hu.passed:
+        why = "rescale slope/intercept missing and the values are not HU" if missing_rescale else "HU check failed"
+        raise InputRejected(f"{c.info.label}: {why}: {hu.reason}")
+    if missing_rescale:
+        warnings.append(f"{len(missing_rescale)} slice(s) lack rescale slope/intercept; values taken as HU (HU check passed)")
+    if pad.any():
+        vol[pad] = rules.air_hu
+        log.debug("%d padding / out-of-field pixels set to air", int(pad.sum()))
+    contrast = sorted({h.contrast for h in hs if h.contrast})
+    if contrast:
+        warnings.append(f"contrast agent recorded ({', '.join(contrast)}): the model expects non-contrast CT; "
+                        "enhancing vessels and tissue may be read as hemorrhage")
+    g = c.geom
+    corrected = []
+    ipps = np.array([h.ipp for h in hs])
+    if g.tilted or not g.even:
+        image = resample_stack(vol, ipps, c.first.iop, c.first.pixel_spacing, rules.air_hu)
+        if g.tilted:
+            corrected.append("tilt")  # the word "tilt" is what users (and tests) look for
+            warnings.append(
+                f"gantry tilt of {g.tilt_deg:.1f} degrees corrected: resampled to an untilted grid; "
+                "masks map back onto every source slice by physical position"
+            )
+        if not g.even:
+            corrected.append("gaps")
+            warnings.append(f"{_gap_text(g)}; resampled to a regular {image.GetSpacing()[2]:.2f} mm grid (linear interpolation)")
+    else:
+        spacing_z = g.spacing if len(hs) > 1 else (c.first.thickness or 1.0)
+        image = native_image(vol, hs[0].ipp, c.first.iop, c.first.pixel_spacing, spacing_z)
+    info = c.info
+    info.spacing = tuple(float(x) for x in image.GetSpacing())
+    refs = [
+        SliceRef(path=h.path, ipp=h.ipp, iop=h.iop, pixel_spacing=h.pixel_spacing, rows=h.rows, cols=h.cols,
+                 instance_number=h.instance_number, sop_instance_uid=h.sop_instance, sop_class_uid=h.sop_class)
+        for h in hs
+    ]
+    return Study(image=image, series=info, warnings=warnings, slices=refs, survey=survey, hu=hu.to_dict(), corrected=corrected)
+
+
+def load_nifti(path: Path, rules: IngestRules) -> Study:
+    """A NIfTI volume taken as HU (still HU-checked and held to the same slice/coverage minimums)."""
+    try:
+        img = sitk.ReadImage(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise InputRejected(f"cannot read NIfTI {path}: truncated or corrupt file") from exc
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputRejected(f"{path}: expected a 3-D scalar volume, got {img.GetDimension()}-D with {img.GetNumberOfComponentsPerPixel()} component(s)")
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    nz = arr.shape[0]
+    sx, sy, sz = img.GetSpacing()
+    coverage = nz * sz
+    label = f"NIfTI {Path(path).name}"
+    if nz < rules.min_slices:
+        raise InputRejected(f"{label}: only {nz} slices (clinical minimum {rules.min_slices})")
+    if coverage < rules.min_coverage_mm:
+        raise InputRejected(f"{label}: covers only {coverage:.0f} mm head-feet (clinical minimum {rules.min_coverage_mm:.0f} mm)")
+    pad = arr < rules.min_valid_hu
+    hu = checks.hu_check(arr[~pad], rules)
+    if not hu.passed:
+        raise InputRejected(f"{label}: HU check failed: {hu.reason}")
+    arr[pad] = rules.air_hu
+    out = sitk.GetImageFromArray(np.clip(np.rint(arr), -32768, 32767).astype(np.int16))
+    out.CopyInformation(img)
+    D = np.array(img.GetDirection()).reshape(3, 3)
+    iop = tuple(float(x) for x in np.concatenate([D[:, 0], D[:, 1]]))
+    ny, nx = arr.shape[1:]
+    refs = [SliceRef(path=Path(path), ipp=tuple(img.TransformIndexToPhysicalPoint((0, 0, k))), iop=iop,
+                     pixel_spacing=(sy, sx), rows=ny, cols=nx) for k in range(nz)]
+    info = SeriesInfo(uid="", number=None, description=Path(path).name, kernel="", kernel_class="unknown",
+                      thickness_mm=sz, n_slices=nz, spacing=(sx, sy, sz), tilt_deg=0.0,
+                      orientation=geometry.orientation_name(iop, rules.max_axial_angle_deg), coverage_mm=coverage,
+                      rows=ny, cols=nx, source="nifti")
+    return Study(image=out, series=info, warnings=[], slices=refs, hu=hu.to_dict())
