@@ -103,7 +103,9 @@ def summarize_class(rows: Sequence[CaseScore]) -> dict:
     vt = [r.vol_truth_ml for r in ok]
     dice_m, dice_sd, _ = _mean_sd(r.dice for r in ok)
     iou_m, iou_sd, _ = _mean_sd(r.iou for r in ok)
-    hd_m, hd_sd, hd_n = _mean_sd(r.hd95_mm for r in ok)
+    # HD95 is averaged where both masks have a lesion: the 0 of agreeing empty masks would flatter it
+    both = [r for r in ok if r.vol_truth_ml > 0 and r.vol_pred_ml > 0]
+    hd_m, hd_sd, hd_n = _mean_sd(r.hd95_mm for r in both)
     err_m, err_sd, _ = _mean_sd(r.abs_vol_err_ml for r in ok)
     bias, lo, hi = M.bland_altman(vp, vt)
     n_true = sum(r.lesions_true for r in ok)
@@ -124,7 +126,7 @@ def summarize_class(rows: Sequence[CaseScore]) -> dict:
         "hd95_mm_mean": hd_m,
         "hd95_mm_sd": hd_sd,
         "hd95_n_defined": hd_n,
-        "hd95_n_undefined": len(ok) - hd_n,
+        "hd95_n_undefined": sum(1 for r in ok if (r.vol_truth_ml > 0) != (r.vol_pred_ml > 0)),
         "vc_pearson": M.pearson_vc(vp, vt),
         "vdp_percent": M.vdp(vp, vt),
         "abs_vol_err_ml_mean": err_m,
@@ -154,8 +156,9 @@ def summarize(rows: Sequence[CaseScore]) -> dict[str, dict[str, dict]]:
 CONVENTIONS = {
     "dice_iou_both_empty": 1.0,
     "dice_iou_one_empty": 0.0,
-    "hd95": "max of the two directed 95th-percentile surface distances (mm); 0 when both empty, "
-    "undefined (left out of the mean, counted in hd95_n_undefined) when exactly one is empty",
+    "hd95": "max of the two directed 95th-percentile surface distances (mm); per case 0 when both are "
+    "empty and undefined (empty cell) when exactly one is; the mean is over cases where both have a "
+    "lesion (hd95_n_defined), one-sided cases are counted in hd95_n_undefined",
     "vc": "Pearson r of predicted vs true volume over cases (including lesion-free ones)",
     "vdp_percent": "mean of 100*|Vp-Vt|/Vt over cases with Vt > 0; lesion-free truths are reported "
     "as fp_volume_ml_mean_lesion_free instead",

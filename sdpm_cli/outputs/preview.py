@@ -1,0 +1,156 @@
+"""QC preview PNG: an axial montage of the lesion slices with class contours and the volumes.
+
+Display convention (stated on the image): radiological — the patient's left is on the image's
+right, anterior at the top, slices from inferior to superior. Both volumes are reoriented to LPS
+(x towards patient left, y towards posterior, z towards superior) before display, so the picture
+does not depend on how the source stored its axes. Brain window: W80 L40 (0–80 HU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from sdpm_cli.errors import InputRejected
+from sdpm_cli.labels import CLASSES
+from sdpm_cli.outputs.atomic import atomic_path, check_writable
+
+WINDOW_LEVEL = 40.0
+WINDOW_WIDTH = 80.0
+CLASS_COLOURS = {1: "#00d0ff", 2: "#ff2a2a"}  # infarct cyan, hemorrhage red: distinct on grey
+CONVENTION_NOTE = "radiological display: patient left on image right, anterior up"
+EMPTY_SLICES = 4
+
+
+@dataclass
+class DisplayVolume:
+    """Image and labels reoriented to LPS, as [z, y, x] arrays ready to show row by row."""
+
+    hu: np.ndarray
+    labels: np.ndarray
+    aspect: float  # row spacing / column spacing for imshow
+    z_mm: np.ndarray  # superior position (mm) of each displayed slice
+
+
+def display_volume(image_hu: sitk.Image, labels: sitk.Image) -> DisplayVolume:
+    """Reorient to LPS so array column 0 is the patient's right and row 0 is anterior."""
+    from sdpm_cli.evaluate.cases import grid_mismatch
+
+    if image_hu.GetDimension() != 3 or labels.GetDimension() != 3:
+        raise InputRejected("preview needs a 3-D image and a 3-D label map")
+    why = grid_mismatch(labels, image_hu)
+    if why:
+        raise InputRejected(f"preview: the labels are not on the image grid ({why})")
+    img = sitk.DICOMOrient(image_hu, "LPS")
+    lab = sitk.DICOMOrient(labels, "LPS")
+    sx, sy, _ = img.GetSpacing()
+    z_mm = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(img.GetSize()[2])])
+    return DisplayVolume(
+        hu=sitk.GetArrayFromImage(img).astype(np.float32),
+        labels=sitk.GetArrayFromImage(lab).astype(np.uint8),
+        aspect=sy / sx,
+        z_mm=z_mm,
+    )
+
+
+def choose_slices(labels_zyx: np.ndarray, max_slices: int = 12) -> list[int]:
+    """Slices with lesion (evenly thinned to max_slices, always keeping the largest one);
+    a few central slices when there is no lesion."""
+    if max_slices < 1:
+        raise ValueError("max_slices must be at least 1")
+    area = (labels_zyx > 0).reshape(labels_zyx.shape[0], -1).sum(axis=1)
+    lesion = np.flatnonzero(area)
+    nz = labels_zyx.shape[0]
+    if lesion.size == 0:
+        n = min(EMPTY_SLICES, max_slices, nz)
+        start = max(0, nz // 2 - n // 2)
+        return list(range(start, start + n))
+    if lesion.size <= max_slices:
+        return lesion.tolist()
+    pick = set(lesion[np.round(np.linspace(0, lesion.size - 1, max_slices)).astype(int)].tolist())
+    biggest = int(lesion[np.argmax(area[lesion])])
+    if biggest not in pick:
+        # replace the picked slice nearest to the biggest one, keeping the count
+        nearest = min(pick, key=lambda k: abs(k - biggest))
+        pick.discard(nearest)
+        pick.add(biggest)
+    return sorted(pick)
+
+
+def volumes_line(volumes_ml: dict[str, float]) -> str:
+    return "   ".join(f"{name}: {v:.1f} mL" for name, v in volumes_ml.items())
+
+
+def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict[str, float], max_slices: int = 12):
+    """Build the montage figure (matplotlib, Agg); the caller saves or closes it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    vol = display_volume(image_hu, labels)
+    slices = choose_slices(vol.labels, max_slices)
+    n = len(slices)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows + 1.0), squeeze=False)
+    fig.patch.set_facecolor("black")
+    lo, hi = WINDOW_LEVEL - WINDOW_WIDTH / 2, WINDOW_LEVEL + WINDOW_WIDTH / 2
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, k in zip(axes.ravel(), slices):
+        ax.imshow(vol.hu[k], cmap="gray", vmin=lo, vmax=hi, aspect=vol.aspect, interpolation="nearest")
+        for c in CLASSES:
+            m = vol.labels[k] == c
+            if m.any():
+                ax.contour(m.astype(np.float32), levels=[0.5], colors=[CLASS_COLOURS[c]], linewidths=1.2)
+        ax.set_title(f"z {vol.z_mm[k]:.1f} mm", color="white", fontsize=8)
+        ax.text(0.01, 0.5, "R", color="yellow", fontsize=9, transform=ax.transAxes, va="center", ha="left")
+        ax.text(0.99, 0.5, "L", color="yellow", fontsize=9, transform=ax.transAxes, va="center", ha="right")
+    empty = not (vol.labels > 0).any()
+    title = volumes_line(volumes_ml) + ("   (no lesion segmented: central slices shown)" if empty else "")
+    fig.suptitle(title, color="white", fontsize=11)
+    handles = [Patch(facecolor="none", edgecolor=CLASS_COLOURS[c], label=name) for c, name in CLASSES.items()]
+    fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False, labelcolor="white", fontsize=9)
+    fig.text(0.99, 0.01, f"{CONVENTION_NOTE}; window W{WINDOW_WIDTH:g} L{WINDOW_LEVEL:g}", color="0.8",
+             fontsize=7, ha="right", va="bottom")  # fmt: skip
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    return fig
+
+
+def save_figure(fig, dest, force: bool = False, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically (never a half-written file at dest)."""
+    with atomic_path(dest, force) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+    return Path(dest)
+
+
+def write_preview(
+    image_hu: sitk.Image,
+    labels: sitk.Image,
+    dest,
+    *,
+    volumes_ml: Optional[dict[str, float]] = None,
+    force: bool = False,
+    max_slices: int = 12,
+) -> Path:
+    """Write the QC montage PNG; volumes_ml defaults to the volumes counted from the labels."""
+    import matplotlib.pyplot as plt
+
+    check_writable(dest, force)
+    if volumes_ml is None:
+        from sdpm_cli.evaluate.metrics import volume_ml
+
+        arr = sitk.GetArrayViewFromImage(labels)
+        volumes_ml = {name: volume_ml(arr == c, labels.GetSpacing()) for c, name in CLASSES.items()}
+    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices)
+    try:
+        return save_figure(fig, dest, force)
+    finally:
+        plt.close(fig)
