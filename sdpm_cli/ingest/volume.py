@@ -143,22 +143,26 @@ def resample_stack(
     s = (P - P[0]) @ d  # where each source slice sits along the stacking direction
     sz = float(np.median(np.diff(s)))
     rows, cols = vol.shape[1:]
-    # Bounding box of every source pixel centre in the new frame.
+    # Bounding box of every source pixel centre in the new frame (e1, e2, d).
     corners = np.array([[0, 0], [cols - 1, 0], [0, rows - 1], [cols - 1, rows - 1]], float)
     pts = np.concatenate([P[k] + corners[:, :1] * dx * r + corners[:, 1:] * dy * c for k in range(len(P))])
     u = (pts - P[0]) @ np.stack([e1, e2, d], axis=1)
     lo, hi = u.min(axis=0), u.max(axis=0)
-    nx = int(np.floor((hi[0] - lo[0]) / dx + 1e-6)) + 1
-    ny = int(np.floor((hi[1] - lo[1]) / dy + 1e-6)) + 1
-    nz = int(np.floor((s[-1] - s[0]) / sz + 1e-6)) + 1
-    origin = P[0] + lo[0] * e1 + lo[1] * e2
+    # ceil: every source pixel centre falls inside the grid, so every one gets a mask value back
+    nx = int(np.ceil((hi[0] - lo[0]) / dx - 1e-6)) + 1
+    ny = int(np.ceil((hi[1] - lo[1]) / dy - 1e-6)) + 1
+    nz = int(np.ceil((hi[2] - lo[2]) / sz - 1e-6)) + 1  # a tilted slice spans several untilted planes
+    origin = P[0] + lo[0] * e1 + lo[1] * e2 + lo[2] * d
     M_inv = np.linalg.inv(np.stack([r, c, d], axis=1))  # physical offset -> (along row, along column, along path)
     out = np.empty((nz, ny, nx), dtype=np.float32)
     jj, ii = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     for m in range(nz):
         p = origin + (ii * dx)[..., None] * e1 + (jj * dy)[..., None] * e2 + (m * sz) * d
         a = (p - P[0]) @ M_inv.T
-        k = np.interp(a[..., 2], s, np.arange(len(s)), left=-1.0, right=len(s) + 1.0)
+        t = a[..., 2]
+        # up to half a step past the end slices takes the end slice (the grid's last row may overhang)
+        t = np.where((t < s[0]) & (t >= s[0] - sz / 2), s[0], np.where((t > s[-1]) & (t <= s[-1] + sz / 2), s[-1], t))
+        k = np.interp(t, s, np.arange(len(s)), left=-1.0, right=len(s) + 1.0)
         coords = np.stack([k, a[..., 1] / dy, a[..., 0] / dx])
         out[m] = map_coordinates(vol, coords, order=1, mode="constant", cval=air)
     img = sitk.GetImageFromArray(np.clip(np.rint(out), -32768, 32767).astype(np.int16))
