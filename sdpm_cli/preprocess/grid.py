@@ -1,0 +1,197 @@
+"""The model grid: a crop + in-plane resampling of the native image, and its exact inverse.
+
+The model grid keeps the acquired slices (no resampling along z). In-plane it is `size x size`
+pixels of `spacing_mm`, with the native image's own row/column directions, so the mapping from
+model pixel (i, j) to native continuous index is separable and affine:
+
+    x_native = offset_x + i * scale_x        y_native = offset_y + j * scale_y      z unchanged
+
+with scale = spacing_mm / native spacing. `ModelGrid` stores exactly these numbers plus the native
+geometry, so forward (native -> model) and inverse (model -> native) sample the same physical
+points; expressed as a SimpleITK image (`model_reference`) it has origin = the native physical
+point of (offset_x, offset_y, 0), spacing (spacing_mm, spacing_mm, dz) and the native direction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+
+@dataclass
+class ModelGrid:
+    """Geometry of one study's model grid; everything the inverse needs, nothing else."""
+
+    size: int
+    spacing_mm: float
+    offset: tuple[float, float]  # native continuous index (x, y) of model pixel (0, 0)
+    scale: tuple[float, float]  # native pixels per model pixel along x and y
+    native_size: tuple[int, int, int]  # (X, Y, Z) as SimpleITK reports it
+    native_spacing: tuple[float, float, float]
+    native_origin: tuple[float, float, float]
+    native_direction: tuple[float, ...]
+    _reference: Optional[sitk.Image] = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def centred(cls, image: sitk.Image, centre_xy: tuple[float, float], size: int, spacing_mm: float) -> "ModelGrid":
+        """A grid whose centre falls on `centre_xy` (native continuous index), offset rounded to whole
+        native pixels so that a grid with the native spacing is an exact crop."""
+        sp = image.GetSpacing()
+        scale = (spacing_mm / sp[0], spacing_mm / sp[1])
+        half = (size - 1) / 2.0
+        offset = tuple(float(round(c - half * s)) for c, s in zip(centre_xy, scale))
+        return cls(
+            size=int(size),
+            spacing_mm=float(spacing_mm),
+            offset=offset,  # type: ignore[arg-type]
+            scale=scale,
+            native_size=tuple(int(v) for v in image.GetSize()),  # type: ignore[arg-type]
+            native_spacing=tuple(float(v) for v in sp),  # type: ignore[arg-type]
+            native_origin=tuple(float(v) for v in image.GetOrigin()),  # type: ignore[arg-type]
+            native_direction=tuple(float(v) for v in image.GetDirection()),
+        )
+
+    @property
+    def n_slices(self) -> int:
+        return self.native_size[2]
+
+    @property
+    def native_shape(self) -> tuple[int, int, int]:
+        """Numpy shape [Z, Y, X] of native arrays."""
+        X, Y, Z = self.native_size
+        return (Z, Y, X)
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        return (self.n_slices, self.size, self.size)
+
+    def set_native_geometry(self, image: sitk.Image) -> sitk.Image:
+        """Stamp the native origin/spacing/direction onto an image built from a native-shape array."""
+        image.SetOrigin(self.native_origin)
+        image.SetSpacing(self.native_spacing)
+        image.SetDirection(self.native_direction)
+        return image
+
+    @property
+    def reference(self) -> sitk.Image:
+        """An empty uint8 image with the native geometry (for CopyInformation / sitk.Resample)."""
+        if self._reference is None:
+            self._reference = self.set_native_geometry(sitk.Image(list(self.native_size), sitk.sitkUInt8))
+        return self._reference
+
+    def model_reference(self) -> sitk.Image:
+        """An empty image with the model grid's physical geometry (native direction, z as acquired)."""
+        ref = sitk.Image([self.size, self.size, self.n_slices], sitk.sitkUInt8)
+        origin = self.reference.TransformContinuousIndexToPhysicalPoint((self.offset[0], self.offset[1], 0.0))
+        ref.SetOrigin(origin)
+        ref.SetSpacing((self.spacing_mm, self.spacing_mm, self.native_spacing[2]))
+        ref.SetDirection(self.native_direction)
+        return ref
+
+    def model_to_native_index(self, ij: np.ndarray) -> np.ndarray:
+        """Model continuous (i, j) -> native continuous (x, y); arrays of shape [..., 2]."""
+        ij = np.asarray(ij, dtype=np.float64)
+        return np.asarray(self.offset) + ij * np.asarray(self.scale)
+
+    def native_to_model_index(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, dtype=np.float64)
+        return (xy - np.asarray(self.offset)) / np.asarray(self.scale)
+
+    def native_window(self, margin: float = 0.0) -> tuple[slice, slice]:
+        """Native (y, x) index slices that hold every pixel the model grid samples (plus a margin)."""
+        out = []
+        for ax, n in ((1, self.native_size[1]), (0, self.native_size[0])):
+            o, s = self.offset[ax], self.scale[ax]
+            lo = max(0, int(math.floor(o - s - margin)))
+            hi = min(n, int(math.ceil(o + self.size * s + margin)) + 1)
+            out.append(slice(lo, max(lo, hi)))
+        return out[0], out[1]
+
+    def extent_mm(self) -> float:
+        return self.size * self.spacing_mm
+
+    def anti_alias_sigma(self) -> tuple[float, float]:
+        """Gaussian sigma (native pixels, y and x) applied before downsampling: half the
+        downsampling factor, so noise and partial volume average as in a real larger pixel."""
+        return tuple(s / 2.0 if s > 1.0 else 0.0 for s in (self.scale[1], self.scale[0]))  # type: ignore[return-value]
+
+
+def to_model_array(
+    native: np.ndarray,
+    grid: ModelGrid,
+    *,
+    order: int,
+    smooth: bool = False,
+    cval: float = 0.0,
+    edge: str = "constant",
+    clip: Optional[tuple[float, float]] = None,
+) -> np.ndarray:
+    """Sample a native [Z, Y, X] array on the model grid ([Z, size, size]).
+
+    order 1 = linear, 0 = nearest. `smooth` applies the anti-aliasing Gaussian first (for CT and
+    label fractions when downsampling). Outside the native image: `cval` ("constant") or the edge
+    value ("nearest"). `clip` bounds values before smoothing (CT: the window, so bone cannot bleed
+    into the brain). Only the native window the grid covers is touched, so big images stay cheap.
+    """
+    if native.shape != grid.native_shape:
+        raise ValueError(f"array shape {native.shape} does not match the native grid {grid.native_shape}")
+    sig = grid.anti_alias_sigma() if smooth else (0.0, 0.0)
+    margin = 4.0 * max(sig) + 2.0
+    ys, xs = grid.native_window(margin)
+    crop = np.array(native[:, ys, xs], dtype=np.float32)
+    if clip is not None:
+        np.clip(crop, clip[0], clip[1], out=crop)
+    if max(sig) > 0:
+        crop = ndimage.gaussian_filter(crop, sigma=(0.0, sig[0], sig[1]), mode="nearest", truncate=4.0)
+    out = np.empty(grid.model_shape, dtype=np.float32)
+    if crop.size == 0:
+        out.fill(cval)
+        return out
+    ndimage.affine_transform(
+        crop,
+        np.array([1.0, grid.scale[1], grid.scale[0]]),
+        offset=(0.0, grid.offset[1] - ys.start, grid.offset[0] - xs.start),
+        output_shape=grid.model_shape,
+        output=out,
+        order=order,
+        mode="grid-constant" if edge == "constant" else edge,
+        cval=cval,
+        prefilter=False,
+    )
+    return out
+
+
+def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Sample a model-grid [Z, size, size] array at every native pixel centre ([Z, Y, X]).
+
+    Native pixels outside the model grid get 0. With order 1 the value fades to 0 over one model
+    pixel past the grid's edge pixels (the grid is larger than the brain, so nothing is lost).
+    """
+    if model.shape != grid.model_shape:
+        raise ValueError(f"array shape {model.shape} does not match the model grid {grid.model_shape}")
+    if out is None:
+        out = np.zeros(grid.native_shape, dtype=model.dtype)
+    else:
+        out.fill(0)
+    ys, xs = grid.native_window()
+    if ys.stop <= ys.start or xs.stop <= xs.start:
+        return out
+    sy, sx = grid.scale[1], grid.scale[0]
+    sub = out[:, ys, xs]
+    ndimage.affine_transform(
+        model,
+        np.array([1.0, 1.0 / sy, 1.0 / sx]),
+        offset=(0.0, (ys.start - grid.offset[1]) / sy, (xs.start - grid.offset[0]) / sx),
+        output_shape=sub.shape,
+        output=sub,
+        order=order,
+        mode="grid-constant",
+        cval=0,
+        prefilter=False,
+    )
+    return out

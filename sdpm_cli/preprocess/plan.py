@@ -1,0 +1,54 @@
+"""The preprocessing plan: every number that turns a CT into model input, kept as data.
+
+A checkpoint stores its plan (`to_dict`) so inference reproduces exactly the preprocessing the
+network was trained with; changing a default here never silently changes a shipped model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sdpm_cli.errors import ModelError
+
+
+@dataclass(frozen=True)
+class PreprocessPlan:
+    """Model grid, brain window and the HU thresholds of the classical brain extraction."""
+
+    spacing_mm: float = 1.25  # in-plane model grid spacing; slices are kept as acquired
+    size: int = 160  # model grid is size x size pixels, centred on the brain box
+    window_level: float = 40.0  # HU -> [-1, 1] over [level - width/2, level + width/2]
+    window_width: float = 120.0
+    bone_hu: float = 160.0  # skull: HU above this
+    soft_min_hu: float = -40.0  # intracranial soft tissue (CSF ... fresh blood ... calcified spots)
+    soft_max_hu: float = 130.0
+    skull_dilate_mm: float = 1.0  # drop the partial-volume rim of the inner table
+    skull_close_mm: float = 6.0  # bridge foramina / gaps in the skull ring before filling its interior
+
+    def __post_init__(self) -> None:
+        if not (self.spacing_mm > 0 and self.size > 0 and self.window_width > 0):
+            raise ValueError("PreprocessPlan needs spacing_mm > 0, size > 0 and window_width > 0")
+        if not self.soft_min_hu < self.soft_max_hu:
+            raise ValueError("PreprocessPlan needs soft_min_hu < soft_max_hu")
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """(low, high) HU of the window."""
+        return (self.window_level - self.window_width / 2.0, self.window_level + self.window_width / 2.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessPlan":
+        """Rebuild a plan from a checkpoint header; unknown keys mean a newer, incompatible plan."""
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ModelError(f"checkpoint preprocessing plan has unknown fields: {', '.join(unknown)} (newer sdpm?)")
+        try:
+            kwargs = {k: (int(v) if k == "size" else float(v)) for k, v in data.items()}
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"checkpoint preprocessing plan is invalid: {exc}") from None

@@ -1,0 +1,157 @@
+"""Native CT -> model input (`prepare`) and model outputs -> native grid (the inverse).
+
+Memory stays small: the native HU volume is read once as float32 only inside the cropped window the
+model grid covers; masks are uint8; per-class float arrays are made one class at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from sdpm_cli.errors import InputRejected
+from sdpm_cli.preprocess.brainmask import brain_mask_array
+from sdpm_cli.preprocess.grid import ModelGrid, to_model_array, to_native_array
+from sdpm_cli.preprocess.plan import PreprocessPlan
+from sdpm_cli.preprocess.window import apply_window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Model input for one study, and the geometry to put results back on its native grid."""
+
+    x: np.ndarray  # float32 [Z, size, size] in [-1, 1]; outside the brain = -1
+    brain: np.ndarray  # uint8 [Z, size, size]
+    grid: ModelGrid
+    brain_slices: np.ndarray  # int z indices that contain brain (the model can skip the rest)
+    plan: PreprocessPlan
+    brain_volume_ml: float = 0.0  # native-grid brain mask volume (a QC figure)
+    warnings: list[str] = field(default_factory=list)
+
+
+GridLike = Union[Prepared, ModelGrid]
+
+
+def _grid(p: GridLike) -> ModelGrid:
+    return p.grid if isinstance(p, Prepared) else p
+
+
+def _check_image(image: sitk.Image) -> None:
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputRejected("expected a 3-D single-channel CT volume")
+    if min(image.GetSize()) < 1:
+        raise InputRejected("the CT volume is empty")
+
+
+def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None) -> Prepared:
+    """Brain mask, window, crop to the brain box and in-plane resample to the model grid.
+
+    CT is clipped to the window first (so bone cannot bleed into the brain), smoothed with the
+    anti-aliasing Gaussian when downsampling, then sampled linearly. The brain mask is carried over
+    by area fraction (>= 0.5). A study with no intracranial region at all is rejected.
+    """
+    plan = plan or PreprocessPlan()
+    _check_image(image_hu)
+    warnings: list[str] = []
+    hu = sitk.GetArrayViewFromImage(image_hu)
+    spacing = image_hu.GetSpacing()
+    brain_native = brain_mask_array(hu, spacing, plan)
+    n_brain = int(np.count_nonzero(brain_native))
+    if n_brain == 0:
+        raise InputRejected("no intracranial region found (is this a non-contrast head CT?)")
+    zs, ys, xs = (np.flatnonzero(brain_native.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
+    centre = ((xs[0] + xs[-1]) / 2.0, (ys[0] + ys[-1]) / 2.0)
+    grid = ModelGrid.centred(image_hu, centre, plan.size, plan.spacing_mm)
+    box_mm = ((xs[-1] - xs[0] + 1) * spacing[0], (ys[-1] - ys[0] + 1) * spacing[1])
+    if max(box_mm) > grid.extent_mm():
+        warnings.append(
+            f"brain box {box_mm[0]:.0f} x {box_mm[1]:.0f} mm exceeds the model field of view "
+            f"{grid.extent_mm():.0f} mm: the grid is centred on the brain and its outer edge is not segmented"
+        )
+
+    x = to_model_array(hu, grid, order=1, smooth=True, edge="nearest", clip=plan.window)
+    apply_window(x, plan.window_level, plan.window_width, out=x)
+    brain = (to_model_array(brain_native, grid, order=1, smooth=True) >= 0.5).astype(np.uint8)
+    x[brain == 0] = -1.0
+    brain_slices = np.flatnonzero(brain.any(axis=(1, 2)))
+    log.debug("brain %d native voxels, %d model slices, box %.0fx%.0f mm", n_brain, len(brain_slices), *box_mm)
+    voxel_ml = abs(np.linalg.det(np.reshape(image_hu.GetDirection(), (3, 3)))) * float(np.prod(spacing)) / 1000.0
+    return Prepared(
+        x=x,
+        brain=brain,
+        grid=grid,
+        brain_slices=brain_slices,
+        plan=plan,
+        brain_volume_ml=n_brain * voxel_ml,
+        warnings=warnings,
+    )
+
+
+def label_to_model(label: sitk.Image, prepared: GridLike) -> np.ndarray:
+    """A native label map (0 background, 1, 2, ...) on the model grid, uint8 [Z, size, size].
+
+    Majority by area: each label's fraction of a model pixel is estimated (anti-aliasing Gaussian +
+    linear sampling) and the largest fraction, background included, wins. So a training target keeps
+    the lesion area that the image shows, rather than whatever single native pixel nearest sampling hits.
+    """
+    grid = _grid(prepared)
+    arr = sitk.GetArrayViewFromImage(label)
+    if arr.shape != grid.native_shape:
+        raise InputRejected(f"label size {label.GetSize()} does not match the image size {grid.native_size}")
+    values = [int(v) for v in np.unique(arr) if v != 0]
+    best = np.zeros(grid.model_shape, dtype=np.float32)
+    out = np.zeros(grid.model_shape, dtype=np.uint8)
+    remaining = np.ones(grid.model_shape, dtype=np.float32)  # background fraction
+    for v in values:
+        frac = to_model_array((arr == v).view(np.uint8), grid, order=1, smooth=True)
+        remaining -= frac
+        win = frac > best
+        best[win] = frac[win]
+        out[win] = v
+    out[remaining >= best] = 0
+    return out
+
+
+def to_native(labels_model: np.ndarray, prepared: GridLike) -> sitk.Image:
+    """A model-grid label map (uint8 [Z, size, size]) as a uint8 image on the native grid (nearest)."""
+    grid = _grid(prepared)
+    arr = to_native_array(np.ascontiguousarray(labels_model, dtype=np.uint8), grid, order=0)
+    return grid.set_native_geometry(sitk.GetImageFromArray(arr))
+
+
+def probs_to_native(probs_model: np.ndarray, prepared: GridLike) -> np.ndarray:
+    """Per-class probabilities [C, Z, size, size] -> float32 [C, Z, Y, X] on the native grid (linear).
+
+    One class at a time; the result is the only full-size float array (about 63 MB per class for
+    512 x 512 x 60 slices) and 0 outside the model grid.
+    """
+    grid = _grid(prepared)
+    probs_model = np.asarray(probs_model)
+    if probs_model.ndim != 4:
+        raise ValueError(f"expected [C, Z, size, size] probabilities, got shape {probs_model.shape}")
+    out = np.zeros((probs_model.shape[0],) + grid.native_shape, dtype=np.float32)
+    for c in range(probs_model.shape[0]):
+        to_native_array(np.ascontiguousarray(probs_model[c], dtype=np.float32), grid, order=1, out=out[c])
+    return out
+
+
+def labels_from_probs(probs_native: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """uint8 [Z, Y, X]: class c+1 with the highest probability where that probability >= threshold.
+
+    Slice by slice so the int64 argmax never spans the whole volume.
+    """
+    probs_native = np.asarray(probs_native)
+    C, Z = probs_native.shape[:2]
+    out = np.zeros(probs_native.shape[1:], dtype=np.uint8)
+    for z in range(Z):
+        p = probs_native[:, z]
+        best = np.argmax(p, axis=0)
+        keep = np.take_along_axis(p, best[None], axis=0)[0] >= threshold
+        out[z] = np.where(keep, best + 1, 0)
+    return out

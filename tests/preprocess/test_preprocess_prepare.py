@@ -1,0 +1,137 @@
+"""Brain extraction, window, prepare(), plan serialisation and label recovery from probabilities."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from sdpm_cli.errors import InputRejected, ModelError
+from sdpm_cli.preprocess import (
+    PreprocessPlan,
+    apply_window,
+    brain_mask,
+    label_to_model,
+    labels_from_probs,
+    prepare,
+    to_native,
+)
+
+from .phantoms import build_head, oblique_direction
+
+
+@pytest.mark.parametrize("gap_mm", [0.0, 8.0])
+def test_brain_mask_covers_the_interior_and_nothing_outside(gap_mm):
+    h = build_head(gap_mm=gap_mm)
+    m = sitk.GetArrayFromImage(brain_mask(h.image)).astype(bool)
+    assert sitk.GetArrayFromImage(brain_mask(h.image)).dtype == np.uint8
+    assert brain_mask(h.image).GetOrigin() == h.image.GetOrigin()
+    assert m.sum() == pytest.approx(h.interior.sum(), rel=0.03)  # only the 1 mm inner-table rim is lost
+    assert not (m & h.skull).any() and not (m & h.headrest).any()
+    assert (m & h.scalp).sum() <= 0.001 * m.sum()  # at most the soft tissue plugging a foramen
+    assert m[h.bleed].all() and m[h.calc].all()  # hemorrhage and calcification are intracranial
+
+
+def test_brain_mask_without_skull_is_empty():
+    img = sitk.GetImageFromArray(np.full((3, 64, 64), 30, np.int16))
+    assert sitk.GetArrayFromImage(brain_mask(img)).sum() == 0
+
+
+def test_window_closed_form():
+    hu = np.array([-1000, -20, 10, 40, 70, 100, 3000], np.int16)
+    np.testing.assert_allclose(apply_window(hu, 40, 120), [-1, -1, -0.5, 0, 0.5, 1, 1], atol=1e-6)
+
+
+def test_prepare_shapes_values_and_noise():
+    h = build_head(noise_hu=10.0, spacing=(0.45, 0.45, 5.0), shape=(5, 440, 460), radii_mm=(75.0, 60.0))
+    plan = PreprocessPlan()
+    p = prepare(h.image, plan)
+    assert p.x.shape == (5, 160, 160) and p.x.dtype == np.float32
+    assert p.brain.shape == (5, 160, 160) and p.brain.dtype == np.uint8
+    assert p.x.min() >= -1 and p.x.max() <= 1
+    assert np.all(p.x[p.brain == 0] == -1)
+    np.testing.assert_array_equal(p.brain_slices, np.arange(5))
+    assert p.warnings == []
+    # true brain volume: ellipse area x slice count x slice thickness
+    true_ml = np.pi * 75 * 60 * 5 * 5.0 / 1000
+    assert p.brain_volume_ml == pytest.approx(true_ml, rel=0.03)
+    model_ml = p.brain.sum() * 1.25 * 1.25 * 5.0 / 1000
+    assert model_ml == pytest.approx(p.brain_volume_ml, rel=0.02)
+    # plain brain (30 HU) -> window value (30 - (-20)) / 120 * 2 - 1, noise averaged like a bigger pixel
+    ref = label_to_model(_as_label(h, ~(h.bleed | h.calc) & h.interior), p)
+    core = (ref == 1) & (p.brain == 1)
+    assert p.x[core].mean() == pytest.approx(-1 / 6, abs=0.01)
+    native_sd = 10.0 / 60.0  # 10 HU in window units
+    assert p.x[core].std() < 0.4 * native_sd  # a 2.8x larger pixel alone would give 1/2.8 = 0.36
+
+
+def _as_label(h, mask):
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    img.CopyInformation(h.image)
+    return img
+
+
+def test_prepare_oblique_round_trip_of_the_brain():
+    h = build_head(direction=oblique_direction(25.0), origin=(-90.0, 130.0, -500.0), spacing=(0.6, 0.7, 5.0), shape=(4, 320, 300))
+    p = prepare(h.image)
+    back = to_native(p.brain, p)
+    assert back.GetOrigin() == h.image.GetOrigin() and back.GetDirection() == h.image.GetDirection()
+    assert back.GetSpacing() == h.image.GetSpacing() and back.GetSize() == h.image.GetSize()
+    native = sitk.GetArrayFromImage(brain_mask(h.image)).astype(bool)
+    agree = sitk.GetArrayFromImage(back).astype(bool) == native
+    assert agree.mean() > 0.995
+
+
+def test_prepare_rejects_a_scan_without_a_head():
+    img = sitk.GetImageFromArray(np.full((3, 64, 64), -1000, np.int16))
+    with pytest.raises(InputRejected, match="no intracranial region"):
+        prepare(img)
+
+
+def test_prepare_warns_when_the_brain_exceeds_the_field_of_view():
+    h = build_head(spacing=(1.0, 1.0, 5.0), shape=(3, 200, 200), radii_mm=(80.0, 80.0))
+    p = prepare(h.image, PreprocessPlan(size=100))  # 125 mm field of view for a 160 mm brain
+    assert len(p.warnings) == 1 and "exceeds the model field of view" in p.warnings[0]
+    assert p.x.shape == (3, 100, 100)
+    assert p.brain[:, 50, :].all() and p.brain[:, :, 50].all()  # centred on the brain, which spans the grid
+
+
+def test_plan_round_trip_and_bad_headers():
+    plan = PreprocessPlan(spacing_mm=1.0, size=128)
+    assert PreprocessPlan.from_dict(plan.to_dict()) == plan
+    assert PreprocessPlan.from_dict({"size": 96}).size == 96
+    with pytest.raises(ModelError, match="unknown fields: gamma"):
+        PreprocessPlan.from_dict({**plan.to_dict(), "gamma": 2})
+    with pytest.raises(ModelError, match="invalid"):
+        PreprocessPlan.from_dict({"spacing_mm": -1})
+
+
+def test_labels_from_probs():
+    p = np.zeros((2, 1, 2, 3), np.float32)
+    p[0, 0] = [[0.6, 0.2, 0.5], [0.4, 0.7, 0.49]]
+    p[1, 0] = [[0.3, 0.8, 0.1], [0.45, 0.71, 0.2]]
+    np.testing.assert_array_equal(labels_from_probs(p), [[[1, 2, 1], [0, 2, 0]]])
+    np.testing.assert_array_equal(labels_from_probs(p, threshold=0.75), [[[0, 2, 0], [0, 0, 0]]])
+    assert labels_from_probs(p).dtype == np.uint8
+
+
+@pytest.mark.fixtures
+def test_real_ct_smoke(dcm_qa_ct):
+    """A real head phantom (Philips, 5 mm): no crash, and the mask holds only soft tissue inside bone."""
+    folder = dcm_qa_ct / "Philips_S21570" / "S2010"
+    if not folder.is_dir():
+        pytest.skip("Philips_S21570/S2010 is absent")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    img = reader.Execute()
+    t = time.perf_counter()
+    p = prepare(img)
+    assert time.perf_counter() - t < 10.0
+    assert p.x.shape == (img.GetSize()[2], 160, 160) and len(p.brain_slices) > 0
+    hu = sitk.GetArrayFromImage(img)
+    m = sitk.GetArrayFromImage(brain_mask(img)).astype(bool)
+    plan = PreprocessPlan()
+    assert np.mean((hu[m] >= plan.soft_min_hu) & (hu[m] <= plan.soft_max_hu)) > 0.95
+    assert not (m & (hu > 500)).any()
