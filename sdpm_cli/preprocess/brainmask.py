@@ -23,10 +23,19 @@ from scipy import ndimage
 from sdpm_cli.preprocess.plan import PreprocessPlan
 
 
+def _disk(r_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
+    ry, rx = (int(np.floor(r_mm / s)) for s in spacing_yx)
+    dy, dx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
+    return (dy * spacing_yx[0]) ** 2 + (dx * spacing_yx[1]) ** 2 <= r_mm**2
+
+
 def _dilate(mask: np.ndarray, r_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
-    """Dilate a 2-D mask by a disk of r_mm (Euclidean distance transform: cost independent of r)."""
+    """Dilate a 2-D mask by a disk of r_mm: a footprint when small, else the Euclidean distance
+    transform (cost independent of the radius)."""
     if r_mm <= 0 or not mask.any():
         return mask.copy()
+    if r_mm / min(spacing_yx) <= 3.0:
+        return ndimage.binary_dilation(mask, structure=_disk(r_mm, spacing_yx))
     return ndimage.distance_transform_edt(~mask, sampling=spacing_yx) <= r_mm
 
 
