@@ -1,0 +1,375 @@
+"""The JSON (and per-lesion CSV) report of one segmentation, for people and for pipelines.
+
+`build_report` assembles it from explicit inputs, so the same document comes out of `sdpm segment`,
+batch runs and tests; `validate_report` checks it against `REPORT_SCHEMA` (a JSON Schema, checked
+here by a small built-in validator so jsonschema is not a dependency). Patient identifiers appear
+only under "phi", and only when the caller passes include_phi=True (`--include-phi`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from sdpm_cli import __version__
+from sdpm_cli.labels import CLASSES
+from sdpm_cli.outputs.atomic import write_json, write_text
+
+SCHEMA_ID = "sdpm-report/1"
+
+# DICOM keywords (and their snake_case forms) that identify a patient or an encounter.
+PHI_KEYS = frozenset(
+    k.lower()
+    for k in (
+        "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientAge",
+        "PatientAddress", "OtherPatientIDs", "OtherPatientNames", "AccessionNumber", "InstitutionName",
+        "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
+        "StudyID", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "AcquisitionDate", "ContentDate",
+        "patient_name", "patient_id", "birth_date", "patient_birth_date", "accession", "accession_number",
+        "institution", "institution_name", "study_date",
+    )
+)  # fmt: skip
+
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_STR = {"type": "string"}
+
+REPORT_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "sdpm segmentation report",
+    "type": "object",
+    "required": ["schema", "sdpm_version", "created_utc", "volumes", "lesions", "series", "warnings", "model", "run", "software"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"enum": [SCHEMA_ID]},
+        "sdpm_version": _STR,
+        "created_utc": _STR,
+        "volumes": {
+            "type": "object",
+            "required": list(CLASSES.values()),
+            "additionalProperties": False,
+            "properties": {
+                name: {
+                    "type": "object",
+                    "required": ["label", "volume_ml", "ci95_ml", "n_samples", "n_lesions"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "label": {"enum": [label]},
+                        "volume_ml": {"type": "number", "minimum": 0},
+                        "ci95_ml": {"type": ["array", "null"], "items": _NUM, "minItems": 2, "maxItems": 2},
+                        "n_samples": {"type": ["integer", "null"], "minimum": 0},
+                        "n_lesions": {"type": "integer", "minimum": 0},
+                    },
+                }
+                for label, name in CLASSES.items()
+            },
+        },
+        "lesions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "class", "label", "volume_ml", "abc2_ml", "centroid_mm", "slice_first", "slice_last", "n_voxels"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1},
+                    "class": {"enum": list(CLASSES.values())},
+                    "label": {"enum": list(CLASSES)},
+                    "volume_ml": {"type": "number", "minimum": 0},
+                    "abc2_ml": {"type": ["number", "null"], "minimum": 0},
+                    "centroid_mm": {"type": "array", "items": _NUM, "minItems": 3, "maxItems": 3},
+                    "slice_first": {"type": "integer", "minimum": 0},
+                    "slice_last": {"type": "integer", "minimum": 0},
+                    "n_voxels": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+        "series": {"type": "object"},
+        "warnings": {"type": "array", "items": _STR},
+        "model": {
+            "type": "object",
+            "required": ["name", "version", "sha256"],
+            "properties": {
+                "name": _STR,
+                "version": _STR,
+                "sha256": {"type": "string", "pattern": "^([0-9a-f]{64})?$"},
+            },
+        },
+        "run": {
+            "type": "object",
+            "required": ["mode", "preset", "seed", "device", "runtime_s"],
+            "properties": {
+                "mode": {"enum": ["out", "salient", "infer", "union"]},
+                "preset": _STR,
+                "seed": {"type": "integer"},
+                "device": _STR,
+                "runtime_s": {"type": ["number", "null"], "minimum": 0},
+            },
+        },
+        "software": {"type": "object", "additionalProperties": _STR},
+        "phi": {"type": "object"},
+    },
+}
+
+
+# ---- a small JSON Schema validator (the subset REPORT_SCHEMA uses) ---------------------------------
+
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def schema_errors(value: Any, schema: Mapping, path: str = "$") -> list[str]:
+    """Every violation of `schema` by `value`, as 'json.path: problem' strings."""
+    errs: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path}: {value!r} is not one of {schema['enum']}"]
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[t](value) for t in types):
+            return [f"{path}: expected {' or '.join(types)}, got {type(value).__name__} {value!r}"[:200]]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "minimum" in schema:
+        if value < schema["minimum"]:
+            errs.append(f"{path}: {value} is below {schema['minimum']}")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        errs.append(f"{path}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            errs.append(f"{path}: {len(value)} items")
+        if "items" in schema:
+            for i, v in enumerate(value):
+                errs += schema_errors(v, schema["items"], f"{path}[{i}]")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for k in schema.get("required", []):
+            if k not in value:
+                errs.append(f"{path}: missing '{k}'")
+        extra = schema.get("additionalProperties", True)
+        for k, v in value.items():
+            if k in props:
+                errs += schema_errors(v, props[k], f"{path}.{k}")
+            elif extra is False:
+                errs.append(f"{path}: unexpected key '{k}'")
+            elif isinstance(extra, dict):
+                errs += schema_errors(v, extra, f"{path}.{k}")
+    return errs
+
+
+def validate_report(report: Mapping) -> None:
+    """Raise ValueError naming the first problems if the report breaks REPORT_SCHEMA or leaks PHI."""
+    errs = schema_errors(report, REPORT_SCHEMA)
+    outside = {k: v for k, v in report.items() if k != "phi"} if isinstance(report, Mapping) else report
+    errs += [f"$.{where}: patient identifier '{k}' outside 'phi'" for where, k in _phi_keys_in(outside)]
+    if errs:
+        raise ValueError("invalid report: " + "; ".join(errs[:5]))
+
+
+def _phi_keys_in(obj: Any, where: str = "") -> list[tuple[str, str]]:
+    found = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if str(k).lower() in PHI_KEYS:
+                found.append((where or "$", str(k)))
+            found += _phi_keys_in(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found += _phi_keys_in(v, f"{where}[{i}]")
+    return found
+
+
+# ---- building the report --------------------------------------------------------------------------
+
+
+def lesion_rows(labels: sitk.Image) -> list[dict]:
+    """Per-lesion measurements (26-connected components of each class) with an ABC/2 estimate.
+
+    centroid_mm is the physical centre (patient LPS, mm) and slice_first/slice_last the 0-based
+    z indices of the label volume, i.e. positions in the source series' volume order.
+    """
+    from scipy import ndimage
+
+    from sdpm_cli.evaluate.metrics import components, voxel_ml
+    from sdpm_cli.postprocess.abc2 import abc2_ml
+
+    arr = sitk.GetArrayViewFromImage(labels)
+    spacing = labels.GetSpacing()
+    rows = []
+    for label, name in CLASSES.items():
+        comp, n = components(arr == label)
+        if n == 0:
+            continue
+        for sl, k in zip(ndimage.find_objects(comp), range(1, n + 1)):
+            sub = comp[sl] == k
+            idx = np.argwhere(sub) + np.array([s.start for s in sl])  # [z, y, x]
+            centre_zyx = idx.mean(axis=0)
+            centroid = labels.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_zyx[::-1]])
+            rows.append(
+                {
+                    "class": name,
+                    "label": label,
+                    "volume_ml": float(sub.sum()) * voxel_ml(spacing),
+                    "abc2_ml": abc2_ml(sub, spacing),
+                    "centroid_mm": [round(float(c), 2) for c in centroid],
+                    "slice_first": int(sl[0].start),
+                    "slice_last": int(sl[0].stop - 1),
+                    "n_voxels": int(sub.sum()),
+                }
+            )
+    rows.sort(key=lambda r: (r["label"], -r["volume_ml"]))
+    for i, r in enumerate(rows, start=1):
+        r["id"] = i
+    return [{"id": r.pop("id"), **r} for r in rows]
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of sdpm, Python and the libraries that shape the result (as `sdpm info` lists them)."""
+    from sdpm_cli.commands.info import _versions
+
+    return dict(_versions())
+
+
+def _as_dict(obj: Any) -> dict:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    return dict(obj)
+
+
+def _volume_entry(label: int, v: Any, n_lesions: int) -> dict:
+    """Accepts a float (mL), a mapping, or the pipeline's ClassVolume."""
+    if isinstance(v, (int, float)):
+        d: dict = {"volume_ml": float(v)}
+    else:
+        d = _as_dict(v)
+    ci = d.get("ci95_ml")
+    return {
+        "label": label,
+        "volume_ml": float(d["volume_ml"]),
+        "ci95_ml": [float(ci[0]), float(ci[1])] if ci is not None else None,
+        "n_samples": int(d["n_samples"]) if d.get("n_samples") is not None else None,
+        "n_lesions": n_lesions,
+    }
+
+
+def _strip_phi(d: Mapping) -> dict:
+    return {k: (_strip_phi(v) if isinstance(v, Mapping) else v) for k, v in d.items() if str(k).lower() not in PHI_KEYS}
+
+
+def build_report(
+    *,
+    volumes: Mapping[str, Any],
+    lesions: Sequence[Mapping],
+    series: Mapping | Any,
+    warnings: Sequence[str],
+    model: Mapping[str, Any],
+    run: Mapping[str, Any],
+    software: Optional[Mapping[str, str]] = None,
+    include_phi: bool = False,
+    phi: Optional[Mapping[str, Any]] = None,
+    created_utc: Optional[str] = None,
+) -> dict:
+    """Assemble the report from explicit inputs (validated before it is returned).
+
+    volumes: per class name, a float (mL), a mapping with volume_ml / ci95_ml / n_samples, or the
+    pipeline's ClassVolume. lesions: rows as `lesion_rows` makes them. series: SeriesInfo or a dict
+    (identifier keys are dropped). model: name, version, sha256. run: mode, preset, seed, device,
+    runtime_s. phi is included only when include_phi is True.
+    """
+    lesions = [dict(r) for r in lesions]
+    counts = {name: sum(1 for r in lesions if r["class"] == name) for name in CLASSES.values()}
+    report = {
+        "schema": SCHEMA_ID,
+        "sdpm_version": __version__,
+        "created_utc": created_utc or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "volumes": {name: _volume_entry(label, volumes[name], counts[name]) for label, name in CLASSES.items()},
+        "lesions": lesions,
+        "series": _strip_phi(_as_dict(series)),
+        "warnings": [str(w) for w in warnings],
+        "model": {
+            "name": str(model.get("name", "")),
+            "version": str(model.get("version", "")),
+            "sha256": str(model.get("sha256", "") or ""),
+        },
+        "run": {
+            "mode": run["mode"],
+            "preset": str(run["preset"]),
+            "seed": int(run["seed"]),
+            "device": str(run["device"]),
+            "runtime_s": None if run.get("runtime_s") is None else round(float(run["runtime_s"]), 3),
+        },
+        "software": {str(k): str(v) for k, v in (software if software is not None else software_versions()).items()},
+    }
+    if include_phi and phi:
+        report["phi"] = dict(phi)
+    validate_report(report)
+    return report
+
+
+CSV_COLUMNS = ("id", "class", "label", "volume_ml", "abc2_ml", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+               "slice_first", "slice_last", "n_voxels")  # fmt: skip
+
+
+def report_to_csv(report: Mapping) -> str:
+    """One row per lesion (header only when there is none); centroid in patient LPS mm."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in report["lesions"]:
+        x, y, z = r["centroid_mm"]
+        abc2 = "" if r["abc2_ml"] is None else f"{r['abc2_ml']:.4f}"
+        w.writerow([r["id"], r["class"], r["label"], f"{r['volume_ml']:.4f}", abc2, x, y, z,
+                    r["slice_first"], r["slice_last"], r["n_voxels"]])  # fmt: skip
+    return buf.getvalue()
+
+
+def write_report(report: Mapping, dest, *, force: bool = False) -> Path:
+    """Validate, then write the JSON report atomically."""
+    validate_report(report)
+    return write_json(dest, report, force)
+
+
+def write_report_csv(report: Mapping, dest, *, force: bool = False) -> Path:
+    return write_text(dest, report_to_csv(report), force)
+
+
+def report_from_segmentation(seg: Any, *, include_phi: bool = False, phi: Optional[Mapping[str, Any]] = None) -> dict:
+    """The report of a `pipeline.Segmentation` (what `sdpm segment --report` writes)."""
+    header = dict(getattr(seg.model, "header", {}) or {})
+    model = {
+        "name": getattr(seg.model, "name", header.get("name", "")),
+        "version": header.get("version") or header.get("sdpm_version") or "",
+        "sha256": getattr(seg.model, "sha256", header.get("sha256", "")),
+    }
+    run = {
+        "mode": seg.mode,
+        "preset": seg.preset,
+        "seed": seg.seed,
+        "device": seg.device,
+        "runtime_s": (seg.timings or {}).get("total_s"),
+    }
+    return build_report(
+        volumes=seg.volumes,
+        lesions=lesion_rows(seg.labels),
+        series=seg.study.series,
+        warnings=seg.warnings,
+        model=model,
+        run=run,
+        include_phi=include_phi,
+        phi=phi,
+    )
