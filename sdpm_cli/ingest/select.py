@@ -43,12 +43,12 @@ def kernel_class(kernel: str, description: str = "") -> str:
             return "soft"
         if p in _PHILIPS_BONE:
             return "bone"
+        m = _CANON.match(p)  # before Siemens: "FC30" would also match the Siemens pattern
+        if m:
+            return "bone" if int(m.group(1)) >= 30 else "soft"
         m = _SIEMENS.match(p)
         if m:
             return "bone" if int(m.group(1)) >= 50 else "soft"
-        m = _CANON.match(p)
-        if m:
-            return "bone" if int(m.group(1)) >= 30 else "soft"
     d = description.upper()
     if any(w in d for w in ("BONE", "LUNG")):
         return "bone"
