@@ -58,10 +58,10 @@ def warp(x: torch.Tensor, masks: torch.Tensor, theta: torch.Tensor) -> tuple[tor
 
 
 def intensity(x: torch.Tensor, brain: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Contrast/offset/noise inside the brain (per-sample gain, offset [B]); result clipped to [-1, 1]."""
+    """Contrast/offset/noise inside the brain [B,H,W] (per-sample gain, offset [B]); clipped to [-1, 1]."""
     g, o = gain.view(-1, 1, 1, 1), offset.view(-1, 1, 1, 1)
     changed = (x * g + o + noise).clamp_(-1.0, 1.0)
-    return torch.where(brain.bool(), changed, x)
+    return torch.where(brain.bool().unsqueeze(1), changed, x)
 
 
 def augment(

@@ -234,8 +234,9 @@ def _load_state(path: Path) -> dict:
 def check_resume_compatible(cfg: TrainConfig, saved: dict) -> None:
     """Refuse a resume whose settings would change the trajectory (the losses would not continue)."""
     old = TrainConfig.from_dict(saved)
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 - tuples == lists
     diff = [f.name for f in fields(TrainConfig)
-            if f.name not in TrainConfig.RESUME_FREE and getattr(old, f.name) != getattr(cfg, f.name)]
+            if f.name not in TrainConfig.RESUME_FREE and not same(getattr(old, f.name), getattr(cfg, f.name))]
     if diff:
         raise UsageError(f"--resume: settings differ from the checkpoint's ({', '.join(diff)}); drop them to continue that run")
 
@@ -326,7 +327,7 @@ def train(
     time-limited jobs; continue with `resume`). Only rank 0 writes files under DDP.
     """
     from sdpm_cli.model.diffusion import sigmoid_schedule
-    from sdpm_cli.model.losses import LossWeights
+    from sdpm_cli.model.losses import LossWeights, sample_t
     from sdpm_cli.model.network import NetConfig, SDPMNet
     from sdpm_cli.outputs.atomic import atomic_path, check_writable
     from sdpm_cli.pipeline import resolve_device
@@ -366,7 +367,7 @@ def train(
         if saved is not None and saved.get("data_sha256") != digest:
             raise UsageError("--resume: the training data differ from the checkpoint's (cases or their contents changed)")
 
-        net_cfg = NetConfig(**cfg.net)
+        net_cfg = NetConfig.from_dict(cfg.net)
         torch.manual_seed(cfg.seed)
         net = SDPMNet(net_cfg).to(device)
         if cfg.channels_last:
@@ -460,7 +461,7 @@ def train(
             xb, lb, bb = sampler.sample(cfg.batch)
             x0, lab, _ = augment(torch.from_numpy(xb), torch.from_numpy(lb), torch.from_numpy(bb), aug_cfg, aug_gen)
             y0 = labels_to_pm1(lab)
-            t = torch.randint(0, sched.T, (cfg.batch,), generator=noise_gen)
+            t = sample_t(cfg.batch, sched.T, weights, generator=noise_gen)
             eps = torch.randn(x0.shape, generator=noise_gen)
             x0, y0, t, eps = (v.to(device, non_blocking=True) for v in (x0, y0, t, eps))
             if cfg.channels_last:

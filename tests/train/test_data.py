@@ -1,0 +1,138 @@
+"""Training data: case discovery, the segment preprocessing path, the cache and patch sampling."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from sdpm_cli.errors import InputRejected
+from sdpm_cli.preprocess import PreprocessPlan
+from sdpm_cli.train import data as D
+
+from .conftest import SPACING, phantom, write_dataset
+
+PLAN = PreprocessPlan(spacing_mm=5.0, size=32)  # same in-plane spacing as the phantom: no resampling loss
+
+
+def test_nnunet_layout_pairs_images_with_labels(tiny_dataset):
+    cases = D.find_cases(tiny_dataset)
+    assert [c.case for c in cases] == ["case_0000", "case_0001"]
+    assert all(c.image.name == f"{c.case}_0000.nii.gz" and c.label.name == f"{c.case}.nii.gz" for c in cases)
+
+
+def test_csv_paths_are_relative_to_the_csv(tiny_csv):
+    cases = D.find_cases(tiny_csv)
+    assert len(cases) == 2 and all(c.image.is_file() and c.label.is_file() for c in cases)
+
+
+def test_missing_label_and_bad_folders_are_rejected(tiny_dataset, tmp_path):
+    (tiny_dataset / "labelsTr" / "case_0001.nii.gz").unlink()
+    with pytest.raises(InputRejected, match="case case_0001: no label"):
+        D.find_cases(tiny_dataset)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputRejected, match="no imagesTr/ and labelsTr/"):
+        D.find_cases(tmp_path / "empty")
+    with pytest.raises(InputRejected, match="does not exist"):
+        D.find_cases(tmp_path / "nowhere")
+    bad = tmp_path / "pairs.csv"
+    with open(bad, "w", newline="") as fh:
+        csv.writer(fh).writerows([["image", "label"], ["a.nii.gz", "b.nii.gz"]])
+    with pytest.raises(InputRejected, match="image not found"):
+        D.find_cases(bad)
+
+
+def test_case_split_is_by_case_seeded_and_disjoint(tiny_dataset):
+    cases = [D.TrainCase(f"c{i}", tiny_dataset, tiny_dataset) for i in range(10)]
+    tr, va = D.split_cases(cases, 0.2, seed=3)
+    assert len(va) == 2 and len(tr) == 8 and not {c.case for c in tr} & {c.case for c in va}
+    assert D.split_cases(cases, 0.2, seed=3) == (tr, va)
+    assert D.split_cases(cases[:2], 0.1, seed=0)[1] != []  # at least one validation case when possible
+    assert D.split_cases(cases[:1], 0.5, seed=0) == (cases[:1], [])
+
+
+def test_prepared_case_keeps_brain_slices_and_lesion_volume(tiny_dataset):
+    case = D.find_cases(tiny_dataset)[0]
+    arr = D.load_case(case, PLAN)
+    _, lab = phantom(0)
+    assert arr.x.dtype == np.float16 and arr.y.dtype == np.uint8 and arr.x.shape == arr.y.shape == arr.brain.shape
+    assert arr.x.shape[1:] == (32, 32) and 0 < arr.x.shape[0] < lab.shape[0]  # slices without brain dropped
+    assert arr.x.min() >= -1 and arr.x.max() <= 1 and np.all(arr.x[arr.brain == 0] == -1)
+    # model grid spacing equals the native spacing: every lesion voxel is carried over exactly
+    for k in (1, 2):
+        assert np.count_nonzero(arr.y == k) == np.count_nonzero(lab == k) > 0
+    assert arr.lost_lesion_voxels == 0 and np.all(arr.brain[arr.y > 0] == 1)
+
+
+def test_label_on_another_grid_or_with_foreign_values_is_rejected(tiny_dataset):
+    case = D.find_cases(tiny_dataset)[0]
+    lab = sitk.ReadImage(str(case.label))
+    shifted = sitk.Image(lab)
+    shifted.SetOrigin((0.0, 0.0, 0.0))
+    sitk.WriteImage(shifted, str(case.label))
+    with pytest.raises(InputRejected, match="case case_0000: label and image are on different grids"):
+        D.load_case(case, PLAN)
+    arr = sitk.GetArrayFromImage(lab)
+    arr[0, 0, 0] = 7
+    bad = sitk.GetImageFromArray(arr)
+    bad.CopyInformation(lab)
+    sitk.WriteImage(bad, str(case.label))
+    with pytest.raises(InputRejected, match="values other than 0/1/2"):
+        D.load_case(case, PLAN)
+
+
+def test_cache_is_reused_and_keyed_by_content_and_plan(tiny_dataset, tmp_path, monkeypatch):
+    case = D.find_cases(tiny_dataset)[0]
+    first = D.load_case(case, PLAN, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("cache not used")
+
+    monkeypatch.setattr(D, "prepare_case", boom)
+    again = D.load_case(case, PLAN, tmp_path / "cache")
+    assert again.key == first.key and np.array_equal(again.x, first.x) and np.array_equal(again.y, first.y)
+    assert D.case_key(case, PreprocessPlan(spacing_mm=5.0, size=40).to_dict()) != first.key
+    hu, lab = phantom(9)  # new contents under the same file name -> new key
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing(SPACING)
+    sitk.WriteImage(img, str(case.image))
+    assert D.case_key(case, PLAN.to_dict()) != first.key
+
+
+@pytest.fixture
+def slices(tiny_dataset):
+    return D.stack_cases([D.load_case(c, PLAN) for c in D.find_cases(tiny_dataset)])
+
+
+def test_lesion_aware_patches_contain_lesion(slices):
+    s = D.PatchSampler(slices, 16, lesion_fraction=1.0, seed=0)
+    x, y, b = s.sample(64)
+    assert x.shape == (64, 1, 16, 16) and x.dtype == np.float32 and y.shape == b.shape == (64, 16, 16)
+    assert all(y[i].any() for i in range(64))
+    assert {1, 2} <= set(np.unique(y).tolist())  # both classes are drawn
+    rand = D.PatchSampler(slices, 16, lesion_fraction=0.0, seed=0).sample(256)[1]
+    assert np.mean([r.any() for r in rand]) < np.mean([r.any() for r in y])
+
+
+def test_patches_are_cut_from_the_slices(slices):
+    x, y, b = D.PatchSampler(slices, 0, 0.5, seed=1).sample(8)  # 0 = whole slices
+    assert x.shape == (8, 1, 32, 32)
+    for i in range(8):
+        n = [k for k in range(slices.n_slices) if np.array_equal(slices.x[k].astype(np.float32), x[i, 0])]
+        assert n and np.array_equal(slices.y[n[0]], y[i]) and np.array_equal(slices.brain[n[0]], b[i])
+
+
+def test_sampler_state_round_trip_and_rank_streams(slices):
+    a = D.PatchSampler(slices, 16, 0.5, seed=4)
+    a.sample(5)
+    st = a.state()
+    first = a.sample(7)
+    b = D.PatchSampler(slices, 16, 0.5, seed=4)
+    b.set_state(st)
+    assert all(np.array_equal(u, v) for u, v in zip(first, b.sample(7)))
+    r0 = D.PatchSampler(slices, 16, 0.5, seed=4, rank=0).sample(7)[0]
+    r1 = D.PatchSampler(slices, 16, 0.5, seed=4, rank=1).sample(7)[0]
+    assert not np.array_equal(r0, r1)
