@@ -243,6 +243,10 @@ def load_nifti(path: Path, rules: IngestRules) -> Study:
     sx, sy, sz = img.GetSpacing()
     coverage = nz * sz
     label = f"NIfTI {Path(path).name}"
+    D0 = np.array(img.GetDirection()).reshape(3, 3)
+    plane = geometry.orientation_name(np.concatenate([D0[:, 0], D0[:, 1]]), rules.max_axial_angle_deg)
+    if plane != "axial":
+        raise InputRejected(f"{label}: {plane} slices, not axial (reorient the volume so slices are axial)")
     if nz < rules.min_slices:
         raise InputRejected(f"{label}: only {nz} slices (clinical minimum {rules.min_slices})")
     if coverage < rules.min_coverage_mm:

@@ -236,3 +236,6 @@ def test_nifti_input_hu_checked(tmp_path):
     raw = sitk.Cast(st.image, sitk.sitkFloat32) + 1024.0  # not HU
     write_image(raw, tmp_path / "raw.nii.gz")
     refused(tmp_path / "raw.nii.gz", "HU check failed")
+    cor = sitk.PermuteAxes(st.image, [0, 2, 1])  # slices become coronal
+    write_image(cor, tmp_path / "cor.nii.gz")
+    refused(tmp_path / "cor.nii.gz", "coronal slices, not axial")
