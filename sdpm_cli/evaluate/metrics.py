@@ -68,6 +68,11 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return m & ~eroded
 
 
+def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    idx = np.nonzero(mask)
+    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n)) for i, n in zip(idx, mask.shape))
+
+
 def _directed_surface_distances(src: np.ndarray, dst: np.ndarray, spacing_zyx: tuple[float, ...]) -> np.ndarray:
     # distance (mm) from every surface voxel of src to the nearest surface voxel of dst
     dt = ndimage.distance_transform_edt(~dst, sampling=spacing_zyx)
@@ -88,6 +93,10 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Spacing) -> float:
     if has_p != has_t:
         return math.nan
     sp = _zyx(spacing_xyz, p.ndim)
+    # work in the bounding box of both masks plus one voxel: every surface voxel lies inside it, so
+    # distances are unchanged, and a small lesion no longer costs a whole-volume distance transform
+    box = _bbox(p | t, margin=1)
+    p, t = p[box], t[box]
     sp_surf, st_surf = surface(p), surface(t)
     d_pt = _directed_surface_distances(sp_surf, st_surf, sp)
     d_tp = _directed_surface_distances(st_surf, sp_surf, sp)

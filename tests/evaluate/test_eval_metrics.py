@@ -130,3 +130,20 @@ def test_lesion_detection_counts_components():
     tp, fn, fp = M.lesion_detection(p, t)
     assert (tp, fn, fp) == (2, 1, 2)
     assert M.lesion_detection(np.zeros_like(t), np.zeros_like(t)) == (0, 0, 0)
+
+
+def test_hd95_matches_brute_force_on_random_blobs():
+    # pairwise distances between surface voxels, computed naively on the whole array
+    rng = np.random.default_rng(0)
+    spacing = (0.7, 1.1, 3.0)
+    for _ in range(5):
+        p = np.zeros((8, 14, 16), bool)
+        t = np.zeros_like(p)
+        for m in (p, t):
+            z, y, x = rng.integers(1, 6), rng.integers(1, 10), rng.integers(1, 12)
+            m[z : z + rng.integers(1, 3), y : y + rng.integers(2, 5), x : x + rng.integers(2, 5)] = True
+        sp, st = np.argwhere(M.surface(p)), np.argwhere(M.surface(t))
+        scale = np.array(spacing[::-1])
+        d = np.linalg.norm((sp[:, None, :] - st[None, :, :]) * scale, axis=-1)
+        expected = max(np.percentile(d.min(axis=1), 95), np.percentile(d.min(axis=0), 95))
+        assert M.hd95(p, t, spacing) == pytest.approx(expected)
