@@ -1,0 +1,223 @@
+"""Lesion volumes per label and per connected lesion, measured on the mask's own grid.
+
+Pure functions over a SimpleITK label image, shared by `sdpm volume`, the segmentation report and
+the pipeline. Conventions:
+- a lesion is a 26-connected component (faces, edges and corners touch) of one label value;
+- volume mL = voxel count x |det(direction . diag(spacing))| / 1000 (exact for any orthonormal or
+  oblique grid);
+- positions are patient coordinates in mm as SimpleITK/DICOM define them (LPS: x to the patient's
+  left, y to the posterior, z to the head), from TransformContinuousIndexToPhysicalPoint;
+- bounding boxes are inclusive voxel index ranges (x, y, z) and the physical box spanned by those
+  voxels' centres; slices are the z index range (0-based, in the image's own order).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from sdpm_cli.errors import InputRejected
+from sdpm_cli.labels import CLASSES
+
+CONNECTIVITY = 26
+_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass
+class Lesion:
+    label: int
+    name: str
+    id: int  # 1-based, per label, largest first
+    n_voxels: int
+    volume_ml: float
+    centroid_mm: tuple[float, float, float]  # patient LPS mm
+    centroid_index: tuple[float, float, float]  # continuous (x, y, z)
+    bbox_index: tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (x, y, z) min, max
+    bbox_mm: tuple[tuple[float, float, float], tuple[float, float, float]]  # min, max corner (voxel centres)
+    slices: tuple[int, int]  # first, last z index (inclusive)
+
+
+@dataclass
+class LabelVolume:
+    label: int
+    name: str
+    n_voxels: int
+    volume_ml: float
+    n_lesions: int
+
+
+@dataclass
+class LesionReport:
+    voxel_ml: float
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    labels: list[LabelVolume]
+    lesions: list[Lesion]
+    connectivity: int = CONNECTIVITY
+    notes: list[str] = field(default_factory=list)
+
+    def volume_ml(self, label: int) -> float:
+        return next((v.volume_ml for v in self.labels if v.label == label), 0.0)
+
+    def to_dict(self) -> dict:
+        return {
+            "coordinates": "patient LPS (DICOM) millimetres",
+            "connectivity": self.connectivity,
+            "voxel_ml": self.voxel_ml,
+            "size": list(self.size),
+            "spacing_mm": list(self.spacing),
+            "labels": [asdict(v) for v in self.labels],
+            "lesions": [_jsonable(asdict(les)) for les in self.lesions],
+            "notes": list(self.notes),
+        }
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def voxel_volume_ml(image: sitk.Image) -> float:
+    """|det(direction . diag(spacing))| / 1000: the volume of one voxel in mL."""
+    n = image.GetDimension()
+    d = np.reshape(image.GetDirection(), (n, n))
+    return float(abs(np.linalg.det(d @ np.diag(image.GetSpacing())))) / 1000.0
+
+
+def as_label_array(image: sitk.Image) -> tuple[np.ndarray, list[str]]:
+    """The voxels of a label image as integers, or InputRejected with the reason it is not one.
+
+    Floating-point images whose values are all whole numbers (a common way masks get saved) are
+    accepted with a note; anything else non-integer is refused rather than guessed at.
+    """
+    notes: list[str] = []
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputRejected(
+            f"mask is not a label image ({image.GetNumberOfComponentsPerPixel()} values per voxel; expected 1)"
+        )
+    if image.GetDimension() != 3:
+        raise InputRejected(f"mask is not a 3-D label image ({image.GetDimension()}-D)")
+    arr = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all() or not np.array_equal(arr, np.round(arr)):
+            raise InputRejected("mask is not a label image (non-integer values)")
+        notes.append("mask is stored as floating point with whole-number values; read as labels")
+        arr = arr.astype(np.int64)
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise InputRejected(f"mask is not a label image (pixel type {image.GetPixelIDTypeAsString()})")
+    if arr.size and arr.min() < 0:
+        raise InputRejected("mask is not a label image (negative values)")
+    return arr, notes
+
+
+def _bbox_mm(image: sitk.Image, lo: tuple[int, ...], hi: tuple[int, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    corners = np.array(
+        [image.TransformContinuousIndexToPhysicalPoint([float(v) for v in c]) for c in itertools.product(*zip(lo, hi))]
+    )
+    return tuple(float(v) for v in corners.min(axis=0)), tuple(float(v) for v in corners.max(axis=0))
+
+
+def measure_lesions(label: sitk.Image, *, min_voxels: int = 1, classes: Optional[dict[int, str]] = None) -> LesionReport:
+    """Volume per label (the lesion classes always listed, 0 mL if absent; other labels by number)
+    and every 26-connected lesion with at least `min_voxels` voxels."""
+    arr, notes = as_label_array(label)
+    classes = CLASSES if classes is None else classes
+    voxel_ml = voxel_volume_ml(label)
+    present = [int(v) for v in np.unique(arr) if v != 0]
+    values = sorted(set(classes) | set(present))
+    labels: list[LabelVolume] = []
+    lesions: list[Lesion] = []
+    for v in values:
+        mask = arr == v
+        n_total = int(np.count_nonzero(mask))
+        found: list[Lesion] = []
+        if n_total:
+            comp, n = ndimage.label(mask, structure=_STRUCTURE)
+            zyx = np.nonzero(comp)
+            ids = comp[zyx]
+            counts = np.bincount(ids, minlength=n + 1)
+            sums = [np.bincount(ids, weights=c.astype(np.float64), minlength=n + 1) for c in zyx]
+            for k, sl in enumerate(ndimage.find_objects(comp), start=1):
+                if sl is None or counts[k] < min_voxels:
+                    continue
+                c_xyz = tuple(float(sums[a][k] / counts[k]) for a in (2, 1, 0))
+                lo = (sl[2].start, sl[1].start, sl[0].start)
+                hi = (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1)
+                found.append(
+                    Lesion(
+                        label=v,
+                        name=classes.get(v, f"label {v}"),
+                        id=0,
+                        n_voxels=int(counts[k]),
+                        volume_ml=int(counts[k]) * voxel_ml,
+                        centroid_mm=tuple(float(p) for p in label.TransformContinuousIndexToPhysicalPoint(c_xyz)),
+                        centroid_index=c_xyz,
+                        bbox_index=(lo, hi),
+                        bbox_mm=_bbox_mm(label, lo, hi),
+                        slices=(lo[2], hi[2]),
+                    )
+                )
+            del comp
+        # largest first; ties by position so the order is stable
+        found.sort(key=lambda les: (-les.n_voxels, les.bbox_index[0][::-1]))
+        for i, les in enumerate(found, start=1):
+            les.id = i
+        lesions += found
+        labels.append(LabelVolume(v, classes.get(v, f"label {v}"), n_total, n_total * voxel_ml, len(found)))
+    return LesionReport(
+        voxel_ml=voxel_ml,
+        size=tuple(int(s) for s in label.GetSize()),  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in label.GetSpacing()),  # type: ignore[arg-type]
+        labels=labels,
+        lesions=lesions,
+        notes=notes,
+    )
+
+
+CSV_COLUMNS = [
+    "kind", "label", "name", "lesion", "n_lesions", "voxels", "volume_ml",
+    "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+    "bbox_x0", "bbox_y0", "bbox_z0", "bbox_x1", "bbox_y1", "bbox_z1",
+    "bbox_xmin_mm", "bbox_ymin_mm", "bbox_zmin_mm", "bbox_xmax_mm", "bbox_ymax_mm", "bbox_zmax_mm",
+    "slice_first", "slice_last",
+]  # fmt: skip
+
+
+def report_rows(report: LesionReport) -> list[dict]:
+    """Flat rows (one per label, then one per lesion) for CSV: label rows leave lesion columns empty."""
+    rows: list[dict] = []
+    for v in report.labels:
+        rows.append({"kind": "label", "label": v.label, "name": v.name, "n_lesions": v.n_lesions,
+                     "voxels": v.n_voxels, "volume_ml": round(v.volume_ml, 6)})  # fmt: skip
+    for les in report.lesions:
+        (x0, y0, z0), (x1, y1, z1) = les.bbox_index
+        lo_mm, hi_mm = les.bbox_mm
+        row = {"kind": "lesion", "label": les.label, "name": les.name, "lesion": les.id,
+               "voxels": les.n_voxels, "volume_ml": round(les.volume_ml, 6)}  # fmt: skip
+        row.update(zip(("centroid_x_mm", "centroid_y_mm", "centroid_z_mm"), (round(c, 3) for c in les.centroid_mm)))
+        row.update(zip(("bbox_x0", "bbox_y0", "bbox_z0", "bbox_x1", "bbox_y1", "bbox_z1"), (x0, y0, z0, x1, y1, z1)))
+        row.update(zip(("bbox_xmin_mm", "bbox_ymin_mm", "bbox_zmin_mm"), (round(c, 3) for c in lo_mm)))
+        row.update(zip(("bbox_xmax_mm", "bbox_ymax_mm", "bbox_zmax_mm"), (round(c, 3) for c in hi_mm)))
+        row.update(slice_first=les.slices[0], slice_last=les.slices[1])
+        rows.append(row)
+    return [{c: r.get(c, "") for c in CSV_COLUMNS} for r in rows]
+
+
+def report_csv(report: LesionReport) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(report_rows(report))
+    return buf.getvalue()
