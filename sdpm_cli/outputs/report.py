@@ -196,44 +196,48 @@ def _phi_keys_in(obj: Any, where: str = "") -> list[tuple[str, str]]:
 
 
 def lesion_rows(labels: sitk.Image) -> list[dict]:
-    """Per-lesion measurements (26-connected components of each class) with an ABC/2 estimate.
+    """Per-lesion rows for the report: `postprocess.lesions.measure_lesions` plus an ABC/2 estimate.
 
-    centroid_mm is the physical centre (patient LPS, mm) and slice_first/slice_last the 0-based
-    z indices of the label volume, i.e. positions in the source series' volume order.
+    Lesions are 26-connected components per class (largest first within a class); centroid_mm is
+    the physical centre (patient LPS, mm) and slice_first/slice_last the 0-based z indices of the
+    label volume, i.e. positions in the source series' volume order.
     """
     from scipy import ndimage
 
-    from sdpm_cli.evaluate.metrics import components, voxel_ml
+    from sdpm_cli.evaluate.metrics import components
     from sdpm_cli.postprocess.abc2 import abc2_ml
+    from sdpm_cli.postprocess.lesions import measure_lesions
 
+    measured = measure_lesions(labels)
     arr = sitk.GetArrayViewFromImage(labels)
     spacing = labels.GetSpacing()
-    rows = []
-    for label, name in CLASSES.items():
-        comp, n = components(arr == label)
-        if n == 0:
-            continue
-        for sl, k in zip(ndimage.find_objects(comp), range(1, n + 1)):
+    # the same components again, keyed by (label, inclusive x/y/z box, size), for the ABC/2 masks
+    masks: dict[tuple, np.ndarray] = {}
+    for label in {les.label for les in measured.lesions}:
+        comp, _ = components(arr == label)
+        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
             sub = comp[sl] == k
-            idx = np.argwhere(sub) + np.array([s.start for s in sl])  # [z, y, x]
-            centre_zyx = idx.mean(axis=0)
-            centroid = labels.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_zyx[::-1]])
-            rows.append(
-                {
-                    "class": name,
-                    "label": label,
-                    "volume_ml": float(sub.sum()) * voxel_ml(spacing),
-                    "abc2_ml": abc2_ml(sub, spacing),
-                    "centroid_mm": [round(float(c), 2) for c in centroid],
-                    "slice_first": int(sl[0].start),
-                    "slice_last": int(sl[0].stop - 1),
-                    "n_voxels": int(sub.sum()),
-                }
-            )
-    rows.sort(key=lambda r: (r["label"], -r["volume_ml"]))
-    for i, r in enumerate(rows, start=1):
-        r["id"] = i
-    return [{"id": r.pop("id"), **r} for r in rows]
+            box = ((sl[2].start, sl[1].start, sl[0].start), (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1))
+            masks[(label, box, int(sub.sum()))] = sub
+    rows = []
+    for les in sorted(measured.lesions, key=lambda les: (les.label, les.id)):
+        if les.label not in CLASSES:
+            continue  # other label values are refused upstream; never reported as a class
+        sub = masks.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
+        rows.append(
+            {
+                "id": len(rows) + 1,
+                "class": les.name,
+                "label": les.label,
+                "volume_ml": float(les.volume_ml),
+                "abc2_ml": abc2_ml(sub, spacing) if sub is not None else None,
+                "centroid_mm": [round(float(c), 2) for c in les.centroid_mm],
+                "slice_first": int(les.slices[0]),
+                "slice_last": int(les.slices[1]),
+                "n_voxels": int(les.n_voxels),
+            }
+        )
+    return rows
 
 
 def software_versions() -> dict[str, str]:
