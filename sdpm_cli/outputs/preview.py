@@ -145,10 +145,10 @@ def write_preview(
 
     check_writable(dest, force)
     if volumes_ml is None:
-        from sdpm_cli.evaluate.metrics import volume_ml
+        from sdpm_cli.postprocess.lesions import measure_lesions
 
-        arr = sitk.GetArrayViewFromImage(labels)
-        volumes_ml = {name: volume_ml(arr == c, labels.GetSpacing()) for c, name in CLASSES.items()}
+        measured = measure_lesions(labels)
+        volumes_ml = {name: measured.volume_ml(c) for c, name in CLASSES.items()}
     fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices)
     try:
         return save_figure(fig, dest, force)
