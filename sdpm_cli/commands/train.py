@@ -19,6 +19,19 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def scaled_widths(width: int) -> dict:
+    """The default architecture with every level's channels scaled so the first level has `width`."""
+    from sdpm_cli.errors import UsageError
+    from sdpm_cli.model.network import NetConfig
+
+    if width < 1:
+        raise UsageError("--width must be a positive number of channels")
+    d = NetConfig()
+    f = width / d.widths[0]
+    return {"widths": [max(1, round(w * f)) for w in d.widths],
+            "decoder_widths": [max(1, round(w * f)) for w in d.dec_widths]}
+
+
 @app.command("train", help="Train a model on an nnU-Net raw folder (imagesTr/labelsTr) or a CSV of image,label pairs.")
 @guarded
 def train_cmd(
@@ -32,7 +45,7 @@ def train_cmd(
     ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of the saved weights [0.999]."),
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clip; 0 = off [1.0]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random stream [0]."),
-    width: Optional[int] = typer.Option(None, "--width", help="Base channel width of the network (default architecture)."),
+    width: Optional[int] = typer.Option(None, "--width", help="First-level channels; all levels scale with it [16]."),
     lesion_fraction: Optional[float] = typer.Option(None, "--lesion-fraction", help="Share of patches centred on lesions [0.5]."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out share of cases for validation Dice [0.1]."),
     val_every: Optional[int] = typer.Option(None, "--val-every", help="Steps between validations; 0 = at the end only [500]."),
@@ -65,7 +78,7 @@ def train_cmd(
     cfg["log"] = str(log) if log else ""
     cfg["cache"] = str(cache) if cache else ""
     if width is not None:
-        cfg["net"] = {**cfg["net"], "width": int(width)}
+        cfg["net"] = {**cfg["net"], **scaled_widths(width)}
     config = TrainConfig.from_dict(cfg)
 
     rank = env_world()[0]

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from sdpm_cli.errors import InputRejected, ModelError, UsageError
+from sdpm_cli.errors import ModelError, RuntimeFailure, UsageError
 from sdpm_cli.train import ddp
 from sdpm_cli.train.augment import AugmentConfig, augment, labels_to_pm1
 from sdpm_cli.train.data import PatchSampler, SliceSet, dataset_digest, find_cases, load_case, split_cases, stack_cases
@@ -355,17 +355,26 @@ def train(
 
         out, state_path = Path(cfg.out), cfg.state_path()
         log_path = Path(cfg.log) if cfg.log else None
-        if dist.is_main:
-            check_writable(out, force)
-            if saved is None:
-                check_writable(state_path, force)
-                if log_path is not None:
-                    check_writable(log_path, force)
-
         plan = PreprocessPlan.from_dict(cfg.plan) if cfg.plan else PreprocessPlan()
-        cases, train_set, val_set, digest = _load_data(cfg, plan, warnings, on_event)
-        if saved is not None and saved.get("data_sha256") != digest:
-            raise UsageError("--resume: the training data differ from the checkpoint's (cases or their contents changed)")
+        failure: Optional[Exception] = None
+        try:  # every refusal happens here, before any training, on every rank together
+            if dist.is_main:
+                check_writable(out, force)
+                if saved is None:
+                    check_writable(state_path, force)
+                    if log_path is not None:
+                        check_writable(log_path, force)
+            if saved is not None and stop_after is not None and int(stop_after) <= int(saved["step"]):
+                raise UsageError(f"--stop-after {stop_after} is not beyond the checkpoint's step {saved['step']}")
+            cases, train_set, val_set, digest = _load_data(cfg, plan, warnings, on_event)
+            if saved is not None and saved.get("data_sha256") != digest:
+                raise UsageError("--resume: the training data differ from the checkpoint's (cases or their contents changed)")
+        except Exception as exc:  # noqa: BLE001 - re-raised below once the other ranks know
+            failure = exc
+        if not ddp.all_ranks_ok(dist, failure is None):
+            raise failure if failure is not None else RuntimeFailure("training stopped: another process refused to start")
+        if failure is not None:
+            raise failure
 
         net_cfg = NetConfig.from_dict(cfg.net)
         torch.manual_seed(cfg.seed)
