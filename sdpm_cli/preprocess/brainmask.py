@@ -84,7 +84,12 @@ def brain_mask_array(hu: np.ndarray, spacing_xyz: tuple[float, float, float], pl
         mask[z] = intracranial_slice(hu[z], spacing_yx, plan)
     if not mask.any():
         return mask.astype(np.uint8)
-    lab, n = ndimage.label(mask)  # 6-connectivity: a thin diagonal bridge does not join regions
+    # 6-connectivity: a thin diagonal bridge does not join regions. uint16 labels keep thin-slice
+    # studies (hundreds of 512 x 512 slices) small; more than 65535 pieces falls back to int32.
+    try:
+        lab, n = ndimage.label(mask, output=np.uint16)
+    except RuntimeError:
+        lab, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(lab.ravel())
         sizes[0] = 0

@@ -130,6 +130,7 @@ def to_model_array(
     cval: float = 0.0,
     edge: str = "constant",
     clip: Optional[tuple[float, float]] = None,
+    chunk: int = 16,
 ) -> np.ndarray:
     """Sample a native [Z, Y, X] array on the model grid ([Z, size, size]).
 
@@ -143,26 +144,27 @@ def to_model_array(
     sig = grid.anti_alias_sigma() if smooth else (0.0, 0.0)
     margin = 4.0 * max(sig) + 2.0
     ys, xs = grid.native_window(margin)
-    crop = np.array(native[:, ys, xs], dtype=np.float32)
-    if clip is not None:
-        np.clip(crop, clip[0], clip[1], out=crop)
-    if max(sig) > 0:
-        crop = ndimage.gaussian_filter(crop, sigma=(0.0, sig[0], sig[1]), mode="nearest", truncate=4.0)
     out = np.empty(grid.model_shape, dtype=np.float32)
-    if crop.size == 0:
+    if ys.stop <= ys.start or xs.stop <= xs.start:
         out.fill(cval)
         return out
-    ndimage.affine_transform(
-        crop,
-        np.array([1.0, grid.scale[1], grid.scale[0]]),
-        offset=(0.0, grid.offset[1] - ys.start, grid.offset[0] - xs.start),
-        output_shape=grid.model_shape,
-        output=out,
-        order=order,
-        mode="grid-constant" if edge == "constant" else edge,
-        cval=cval,
-        prefilter=False,
-    )
+    for z0 in range(0, grid.n_slices, chunk):  # z is never mixed: chunks bound the float32 working set
+        crop = np.array(native[z0 : z0 + chunk, ys, xs], dtype=np.float32)
+        if clip is not None:
+            np.clip(crop, clip[0], clip[1], out=crop)
+        if max(sig) > 0:
+            ndimage.gaussian_filter(crop, sigma=(0.0, sig[0], sig[1]), mode="nearest", truncate=4.0, output=crop)
+        ndimage.affine_transform(
+            crop,
+            np.array([1.0, grid.scale[1], grid.scale[0]]),
+            offset=(0.0, grid.offset[1] - ys.start, grid.offset[0] - xs.start),
+            output_shape=(crop.shape[0], grid.size, grid.size),
+            output=out[z0 : z0 + chunk],
+            order=order,
+            mode="grid-constant" if edge == "constant" else edge,
+            cval=cval,
+            prefilter=False,
+        )
     return out
 
 
