@@ -1,0 +1,298 @@
+"""Inference modes: out, salient, infer (Algorithm 1) and union, batched, seeded, with presets.
+
+Probability of a class: p = (clamp(y0, -1, 1) + 1) / 2, zero outside the brain when a brain mask
+is given. Each stochastic mode produces S samples (salient repeats, infer runs): `prob` is their
+mean, `spread` their standard deviation, `sample_counts` the pixels each sample alone would call
+lesion (the raw material of a volume interval). Masks are prob >= threshold, then the all-ones
+kernel cleanup; `union` is the OR of the three cleaned masks and its `prob` the per-voxel MAX of
+the three modes' probabilities (so prob >= threshold is exactly the OR before cleanup).
+
+Cost: every repeat and every timestep is a batch item (chunked by `max_batch`); the encoder runs
+once per call and the label decoder only where y_t_hat is used (not inside the infer chain).
+The invariance of METHOD_NOTES ("A property worth using") is used by `run_chain`: without clamps
+and with d_i = 1 the label chain is not run at all, its closed form gives the same answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from sdpm_cli.errors import UsageError
+from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
+from sdpm_cli.postprocess.cleanup import remove_isolated
+
+MODES = ("out", "salient", "infer", "union")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How to read a label out of the model; the presets below are plain instances of this."""
+
+    mode: str = "union"
+    preset: str = "custom"
+    T_w: Optional[int] = None  # salient window [0, T_w) in steps; None = T // 8 (62 of 500)
+    gamma: float = 1.0  # salient weights 1 - (t / T_w) ** gamma
+    salient_samples: int = 4  # N repeats of the salient estimate
+    salient_steps: Optional[int] = 2  # timesteps per repeat (stratified by weight); None = all T_w
+    T_i: Optional[int] = None  # infer starts at DDPM step T_i (index T_i - 1); None = T // 2
+    d_i: float = 1.0  # scale of the noise injected into the label at each infer step
+    infer_samples: int = 4  # N runs of Algorithm 1
+    steps: Optional[int] = 2  # network calls per infer run (strided chain); None = every step
+    threshold: float = 0.5
+    cleanup: bool = True
+    cleanup_radius: int = 3
+    clamp: bool = True  # clamp x0_hat and y0_hat to [-1, 1] inside the chain (the paper does)
+    max_batch: int = 64  # images per network call (bounds memory)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
+        for name in ("salient_samples", "infer_samples", "max_batch", "cleanup_radius"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1")
+        for name in ("salient_steps", "steps", "T_w", "T_i"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UsageError(f"{name} must be >= 1")
+        if not 0.0 < self.threshold < 1.0:
+            raise UsageError("threshold must be between 0 and 1")
+        if not 0.0 <= self.d_i <= 1.0:
+            raise UsageError("d_i must be between 0 and 1")
+
+    def window(self, T: int) -> int:
+        return min(self.T_w if self.T_w is not None else T // 8, T)
+
+    def start(self, T: int) -> int:
+        return min(self.T_i if self.T_i is not None else T // 2, T)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Presets are data: change them here (or pass overrides) without touching the sampler code.
+# `paper`: the published settings (N = 100 salient repeats over every t < T/8, N = 50 runs of
+# Algorithm 1 from T/2 with every step). `fast`: chosen by measurement (README "The model").
+PRESETS: dict[str, InferenceConfig] = {
+    "paper": InferenceConfig(
+        preset="paper", T_w=None, gamma=1.0, salient_samples=100, salient_steps=None,
+        T_i=None, d_i=1.0, infer_samples=50, steps=None,
+    ),
+    "fast": InferenceConfig(
+        preset="fast", T_w=None, gamma=1.0, salient_samples=4, salient_steps=2,
+        T_i=None, d_i=1.0, infer_samples=4, steps=2,
+    ),
+}
+
+
+def make_config(mode: str = "union", preset: str = "fast", steps: Optional[int] = None,
+                samples: Optional[int] = None, **overrides) -> InferenceConfig:
+    """A preset with a mode and optional overrides: `steps` = infer chain calls, `samples` = repeats
+    of both salient and infer."""
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+    changes: dict = {"mode": mode, **overrides}
+    if steps is not None:
+        changes["steps"] = steps
+    if samples is not None:
+        changes["salient_samples"] = samples
+        changes["infer_samples"] = samples
+    return dataclasses.replace(PRESETS[preset], **changes)
+
+
+def calls_per_slice(cfg: InferenceConfig, T: int) -> dict[str, int]:
+    """Network calls (encoder passes) per slice for each mode under this configuration."""
+    tw = cfg.window(T)
+    k_sal = tw if cfg.salient_steps is None or cfg.salient_steps >= tw else cfg.salient_steps
+    n_inf = len(step_indices(cfg.start(T) - 1, cfg.steps))
+    c = {"out": 1, "salient": cfg.salient_samples * k_sal, "infer": cfg.infer_samples * n_inf}
+    c["union"] = c["out"] + c["salient"] + c["infer"]
+    return c
+
+
+@dataclass
+class Prediction:
+    """Result for one batch of slices [B, ...] in the requested mode (C = lesion classes)."""
+
+    prob: Tensor  # [B,C,H,W] probability (union: per-voxel max over out/salient/infer)
+    spread: Tensor  # [B,C,H,W] std of the per-sample probability (0 for `out`)
+    masks: dict[str, Tensor]  # mode -> bool [B,C,H,W]; union also carries out/salient/infer
+    n_calls: int  # network calls per slice
+    sample_counts: Tensor  # [S,B,C] pixels with per-sample probability >= threshold (before cleanup)
+    probs: dict[str, Tensor] = field(default_factory=dict)  # mode -> [B,C,H,W], each mode computed
+
+
+def _to_prob(y0: Tensor) -> Tensor:
+    return ((y0.clamp(-1.0, 1.0) + 1.0) * 0.5)
+
+
+def _randn(shape, generator: torch.Generator, like: Tensor) -> Tensor:
+    # drawn on the CPU from the caller's generator: same seed -> same numbers on any device
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
+
+
+def _call(net, x: Tensor, t: Tensor | int, need_label: bool):
+    if not isinstance(t, Tensor):
+        t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+    return net(x, t.to(x.device), need_label=need_label)
+
+
+def predict_out(net, sched: Schedule, x0: Tensor) -> Tensor:
+    """`out`: one call on the clean image at step index 0; returns per-sample p [1,B,C,H,W]."""
+    t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
+    eps_hat, yt_hat = _call(net, x0, t, True)
+    return _to_prob(predict_z0(yt_hat, t, eps_hat, sched))[None]
+
+
+def salient_plan(cfg: InferenceConfig, T: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(t [S,K], w [S,K]): timesteps and weights of each salient repeat (weights sum to 1 per repeat).
+
+    Every step of the window with w_t = 1 - (t/T_w)^gamma renormalised (the paper), or, with fewer
+    steps K, K stratified draws from the distribution w_t / sum(w) with equal weight 1/K: an
+    unbiased estimate of the same weighted mean at K/T_w of the cost.
+    """
+    tw = cfg.window(T)
+    S = cfg.salient_samples
+    tt = torch.arange(tw, dtype=torch.float64)
+    w = 1.0 - (tt / tw) ** cfg.gamma
+    w = w / w.sum()
+    if cfg.salient_steps is None or cfg.salient_steps >= tw:
+        return torch.arange(tw).expand(S, tw).clone(), w.expand(S, tw).clone()
+    K = cfg.salient_steps
+    cdf = torch.cumsum(w, 0)
+    u = torch.rand(S, 1, generator=generator, dtype=torch.float64)
+    q = (torch.arange(K, dtype=torch.float64)[None] + u) / K
+    t = torch.searchsorted(cdf, q, right=True).clamp_max(tw - 1)
+    return t, torch.full((S, K), 1.0 / K, dtype=torch.float64)
+
+
+def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator) -> Tensor:
+    """`salient`: weighted mean of y0_hat(t) over the window, fresh noise per t; p [S,B,C,H,W]."""
+    B = x0.shape[0]
+    ts, ws = salient_plan(cfg, sched.T, generator)
+    S, K = ts.shape
+    pairs = [(s, k) for s in range(S) for k in range(K)]
+    acc: Tensor | None = None
+    per_chunk = max(1, cfg.max_batch // B)
+    for i in range(0, len(pairs), per_chunk):
+        chunk = pairs[i : i + per_chunk]
+        n = len(chunk)
+        t = torch.tensor([int(ts[s, k]) for s, k in chunk], device=x0.device).repeat_interleave(B)
+        wt = torch.tensor([float(ws[s, k]) for s, k in chunk], device=x0.device, dtype=x0.dtype)
+        x_rep = x0.repeat(n, 1, 1, 1)
+        x_t = q_sample(x_rep, t, _randn(x_rep.shape, generator, x0), sched)
+        eps_hat, yt_hat = _call(net, x_t, t, True)
+        y0 = predict_z0(yt_hat, t, eps_hat, sched).clamp(-1.0, 1.0)
+        y0 = y0.reshape(n, B, *y0.shape[1:]) * wt.reshape(n, 1, 1, 1, 1)
+        if acc is None:
+            acc = torch.zeros(S, *y0.shape[1:], dtype=y0.dtype, device=y0.device)
+        acc.index_add_(0, torch.tensor([s for s, _ in chunk], device=y0.device), y0)
+    return _to_prob(acc)
+
+
+def run_chain(
+    eps_fn: Callable[[Tensor, int], Tensor],
+    x: Tensor, y: Tensor, eps_hat: Tensor, ks: list[int], sched: Schedule, generator: torch.Generator,
+    d_i: float = 1.0, clamp: bool = True, shortcut: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Algorithm 1 from index ks[0] with estimated noise eps_hat there: returns (y0_hat, x0_hat).
+
+    Each step estimates x0 and y0 from the one eps_hat (clamped to [-1, 1] when `clamp`), then
+    jumps both to the next index with the posterior mean and the SAME noise z (label noise scaled
+    by d_i). Without clamps and with d_i = 1, (y - x)/sqrt(abar) is constant along the chain, so
+    y0_hat = x0_hat_final + (y_start - x_start)/sqrt(abar_start): with `shortcut` the label chain
+    is then replaced by that closed form (same answer, tested).
+    """
+    closed = shortcut and not clamp and d_i == 1.0
+    offset = (y - x) / math.sqrt(float(sched.abar[ks[0]])) if closed else None
+    for j, k in enumerate(ks):
+        kt = torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
+        x0_hat = predict_z0(x, kt, eps_hat, sched)
+        y0_hat = None if closed else predict_z0(y, kt, eps_hat, sched)
+        if clamp:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
+            y0_hat = y0_hat.clamp(-1.0, 1.0)
+        if j == len(ks) - 1:
+            return (x0_hat + offset if closed else y0_hat), x0_hat
+        c1, c2, s2 = jump_coefficients(sched, k, ks[j + 1])
+        z = _randn(x.shape, generator, x) if s2 > 0 else None
+        if closed:
+            x = c1 * x0_hat + c2 * x + (math.sqrt(s2) * z if z is not None else 0.0)
+        else:
+            x, y = synchronous_step(x, y, x0_hat, y0_hat, z, c1, c2, s2, label_noise=d_i)
+        eps_hat = eps_fn(x, ks[j + 1])
+    raise ValueError("a chain needs at least one index")
+
+
+def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator) -> Tensor:
+    """`infer`: N runs of Algorithm 1 from T_i (strided with cfg.steps); p [S,B,C,H,W]."""
+    B = x0.shape[0]
+    S = cfg.infer_samples
+    k0 = cfg.start(sched.T) - 1
+    ks = step_indices(k0, cfg.steps)
+    eps_fn = lambda x, k: _call(net, x, k, False)[0]  # noqa: E731 - label decoder skipped in the chain
+    outs = []
+    chains = S * B
+    for i in range(0, chains, cfg.max_batch):
+        idx = torch.arange(i, min(i + cfg.max_batch, chains), device=x0.device) % B
+        xc = x0[idx]
+        x = q_sample(xc, torch.full((len(idx),), k0, device=x0.device), _randn(xc.shape, generator, x0), sched)
+        eps_hat, y = _call(net, x, k0, True)  # the label head's y_t_hat starts the label chain
+        y0, _ = run_chain(eps_fn, x, y, eps_hat, ks, sched, generator, d_i=cfg.d_i, clamp=cfg.clamp)
+        outs.append(y0)
+    y0 = torch.cat(outs).reshape(S, B, *outs[0].shape[1:])
+    return _to_prob(y0)
+
+
+def _summarise(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-sample p [S,B,C,H,W] -> (prob, spread, raw mask, sample_counts)."""
+    if brain is not None:
+        p = p * brain.to(p.dtype)[None]
+    prob = p.mean(0)
+    spread = p.std(0, unbiased=False) if p.shape[0] > 1 else torch.zeros_like(prob)
+    counts = (p >= cfg.threshold).flatten(3).sum(-1)
+    return prob, spread, prob >= cfg.threshold, counts
+
+
+@torch.no_grad()
+def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator,
+            brain: Tensor | None = None) -> Prediction:
+    """Read lesion probabilities and masks for a batch of slices x0 [B,1,H,W] in [-1, 1]."""
+    if x0.dim() != 4 or x0.shape[1] != 1:
+        raise ValueError("x0 must be [B, 1, H, W]")
+    if brain is not None:
+        brain = brain.bool().expand(x0.shape[0], 1, *x0.shape[-2:])
+    modes = ("out", "salient", "infer") if cfg.mode == "union" else (cfg.mode,)
+    samples: dict[str, Tensor] = {}
+    for m in modes:
+        if m == "out":
+            samples[m] = predict_out(net, sched, x0)
+        elif m == "salient":
+            samples[m] = predict_salient(net, sched, x0, cfg, generator)
+        else:
+            samples[m] = predict_infer(net, sched, x0, cfg, generator)
+    probs, spreads, masks, counts = {}, {}, {}, {}
+    for m, p in samples.items():
+        probs[m], spreads[m], raw, counts[m] = _summarise(p, brain, cfg)
+        masks[m] = remove_isolated(raw, cfg.cleanup_radius) if cfg.cleanup else raw
+    calls = calls_per_slice(cfg, sched.T)
+    if cfg.mode != "union":
+        m = cfg.mode
+        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs)
+    # union: sample s combines out, salient repeat s and infer run s (cycling the shorter one)
+    S = max(p.shape[0] for p in samples.values())
+    p_union = torch.stack([
+        torch.maximum(torch.maximum(samples["out"][0], samples["salient"][s % samples["salient"].shape[0]]),
+                      samples["infer"][s % samples["infer"].shape[0]])
+        for s in range(S)
+    ])
+    _, spread_u, _, counts_u = _summarise(p_union, brain, cfg)
+    prob_u = torch.maximum(torch.maximum(probs["out"], probs["salient"]), probs["infer"])
+    masks["union"] = masks["out"] | masks["salient"] | masks["infer"]
+    probs["union"] = prob_u
+    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs)

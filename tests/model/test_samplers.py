@@ -1,0 +1,227 @@
+"""Inference modes and presets on a tiny model, closed-form checks with oracle networks, the
+invariance of the synchronous chain, batching and determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sdpm_cli.errors import UsageError
+from sdpm_cli.model.diffusion import coef, q_sample, sigmoid_schedule, step_indices
+from sdpm_cli.model.network import NetConfig, SDPMNet
+from sdpm_cli.model.samplers import (
+    MODES,
+    PRESETS,
+    calls_per_slice,
+    make_config,
+    predict,
+    run_chain,
+    salient_plan,
+)
+
+S40 = sigmoid_schedule(40)  # short schedule: the paper preset runs in a second on a tiny net
+TINY = NetConfig(widths=(8, 16), decoder_widths=(8, 8), time_dim=16, groups=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    torch.manual_seed(0)
+    net = SDPMNet(TINY).eval()
+    with torch.no_grad():  # push the label head towards the decision boundary so masks are non-trivial
+        net.label_decoder.out.bias.fill_(0.0)
+    return net
+
+
+def _image(B=2, n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, 1, n, n, generator=g) * 2 - 1
+
+
+class Counting(nn.Module):
+    """Wraps a net and records every call (batch size, need_label)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, []
+
+    def forward(self, x_t, t, need_label=True):
+        self.calls.append((x_t.shape[0], need_label))
+        return self.net(x_t, t, need_label=need_label)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_and_preset_runs_and_counts_its_calls(tiny_net, preset, mode):
+    x = _image()
+    cfg = make_config(mode, preset, max_batch=512)
+    net = Counting(tiny_net)
+    pred = predict(net, S40, x, cfg, torch.Generator().manual_seed(0))
+    C = TINY.num_classes
+    assert pred.prob.shape == pred.spread.shape == (2, C, 16, 16)
+    assert pred.prob.min() >= 0 and pred.prob.max() <= 1 and pred.spread.min() >= 0
+    expect_modes = {"out", "salient", "infer", "union"} if mode == "union" else {mode}
+    assert set(pred.masks) == expect_modes and all(m.dtype == torch.bool for m in pred.masks.values())
+    # n_calls is what actually ran: encoder passes per slice
+    assert pred.n_calls == calls_per_slice(cfg, S40.T)[mode] == sum(b for b, _ in net.calls) // 2
+    S = {"out": 1, "salient": cfg.salient_samples, "infer": cfg.infer_samples,
+         "union": max(cfg.salient_samples, cfg.infer_samples)}[mode]
+    assert pred.sample_counts.shape == (S, 2, C)
+    if mode == "out":
+        assert torch.equal(pred.sample_counts[0], (pred.prob >= 0.5).flatten(2).sum(-1))
+        assert torch.all(pred.spread == 0)
+
+
+def test_paper_call_counts_match_the_published_settings():
+    T = 500
+    c = calls_per_slice(PRESETS["paper"], T)
+    assert c == {"out": 1, "salient": 100 * 62, "infer": 50 * 250, "union": 1 + 6200 + 12500}
+    assert calls_per_slice(PRESETS["fast"], T)["union"] <= 20
+
+
+def test_union_contains_every_mode_and_its_prob_is_the_max(tiny_net):
+    x = _image(B=3, seed=1)
+    cfg = make_config("union", "fast", cleanup=True)
+    pred = predict(tiny_net, S40, x, cfg, torch.Generator().manual_seed(3))
+    for m in ("out", "salient", "infer"):
+        assert torch.all(pred.masks["union"] >= pred.masks[m]), m
+        assert torch.all(pred.prob >= pred.probs[m])
+    assert pred.masks["union"].any() and not pred.masks["union"].all()  # a non-trivial check
+    raw = dataclasses.replace(cfg, cleanup=False)
+    pred = predict(tiny_net, S40, x, raw, torch.Generator().manual_seed(3))
+    assert torch.equal(pred.masks["union"], pred.prob >= 0.5)
+
+
+def test_seed_gives_bit_identical_results_on_cpu(tiny_net):
+    x = _image()
+    cfg = make_config("union", "fast")
+    a = predict(tiny_net, S40, x, cfg, torch.Generator().manual_seed(7))
+    b = predict(tiny_net, S40, x, cfg, torch.Generator().manual_seed(7))
+    c = predict(tiny_net, S40, x, cfg, torch.Generator().manual_seed(8))
+    for m in a.masks:
+        assert torch.equal(a.masks[m], b.masks[m])
+    assert torch.equal(a.prob, b.prob) and torch.equal(a.spread, b.spread)
+    assert torch.equal(a.sample_counts, b.sample_counts)
+    assert not torch.equal(a.probs["infer"], c.probs["infer"])
+
+
+def test_brain_mask_zeroes_everything_outside(tiny_net):
+    x = _image()
+    brain = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    brain[:, :, 4:12, 4:12] = True
+    pred = predict(tiny_net, S40, x, make_config("union", "fast", cleanup=False), torch.Generator().manual_seed(0),
+                   brain=brain)
+    outside = ~brain.expand_as(pred.prob)
+    assert torch.all(pred.prob[outside] == 0) and torch.all(pred.spread[outside] == 0)
+    assert not any(m[outside].any() for m in pred.masks.values())
+    assert pred.sample_counts.max() <= 64
+
+
+class OracleLabel(nn.Module):
+    """eps_hat = 0.3 x_t; y_t_hat built so that y0_hat(t) = a + b t exactly, for any noise."""
+
+    def __init__(self, sched, a: float, b: float, num_classes: int = 2):
+        super().__init__()
+        self.s, self.a, self.b, self.C = sched, a, b, num_classes
+
+    def forward(self, x_t, t, need_label=True):
+        eps_hat = 0.3 * x_t
+        if not need_label:
+            return eps_hat, None
+        y0 = (self.a + self.b * t.to(x_t.dtype)).reshape(-1, 1, 1, 1).expand(-1, self.C, *x_t.shape[-2:])
+        yt = coef(self.s.abar.sqrt(), t, y0) * y0 + coef((1 - self.s.abar).sqrt(), t, y0) * eps_hat
+        return eps_hat, yt
+
+
+def test_out_and_salient_weighting_against_closed_form():
+    S = sigmoid_schedule(500)
+    net = OracleLabel(S, a=-0.5, b=0.02)
+    x = _image(B=1)
+    pred = predict(net, S, x, make_config("out", "paper"), torch.Generator().manual_seed(0))
+    assert torch.allclose(pred.prob, torch.full_like(pred.prob, 0.25))
+    # paper salient: every t < 62 with weights 1 - t/62, renormalised, so y0 = a + b E_w[t]
+    cfg = make_config("salient", "paper", samples=2)
+    pred = predict(net, S, x, cfg, torch.Generator().manual_seed(0))
+    t = torch.arange(62, dtype=torch.float64)
+    w = 1 - t / 62
+    expect = (-0.5 + 0.02 * float((w * t).sum() / w.sum()) + 1) / 2
+    assert torch.allclose(pred.prob.double(), torch.full(pred.prob.shape, expect, dtype=torch.float64), atol=1e-5)
+    assert pred.spread.max() < 1e-6  # no noise dependence -> no spread
+
+
+def test_stratified_salient_plan_is_unbiased_for_the_weighted_mean():
+    cfg = make_config("salient", "fast", samples=4000)
+    t, w = salient_plan(cfg, 500, torch.Generator().manual_seed(0))
+    assert t.shape == (4000, cfg.salient_steps) and torch.allclose(w.sum(1), torch.ones(4000, dtype=w.dtype))
+    tt = torch.arange(62, dtype=torch.float64)
+    wt = 1 - tt / 62
+    assert (t.double() * w).sum(1).mean().item() == pytest.approx(float((wt * tt).sum() / wt.sum()), rel=0.01)
+    assert t.min() >= 0 and t.max() < 62
+    full_t, full_w = salient_plan(make_config("salient", "paper", samples=3), 500, torch.Generator())
+    assert full_t.shape == (3, 62) and torch.allclose(full_w[0], wt / wt.sum())
+
+
+def _eps_fn(x, k):
+    # any smooth function of (x_t, t) stands in for a trained noise head
+    return torch.tanh(1.5 * x + 0.01 * k) + 0.1 * torch.sin(3 * x)
+
+
+@pytest.mark.parametrize("steps", [None, 7, 2])
+def test_invariance_unclamped_chain_equals_closed_form(steps):
+    """METHOD_NOTES 'A property worth using': c1/sqrt(abar) + c2 = 1/sqrt(alpha), so (y - x)/sqrt(abar)
+    is constant along the chain and y0_final = x0_hat_final + (y_Ti - x_Ti)/sqrt(abar_Ti)."""
+    S = sigmoid_schedule(500)
+    assert torch.allclose(S.c1 / S.abar.sqrt() + S.c2, 1 / S.alphas.sqrt(), rtol=1e-12)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(3, 1, 6, 6, generator=g, dtype=torch.float64) * 2 - 1
+    k0 = 249
+    x = q_sample(x0, torch.full((3,), k0), torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64), S)
+    y = torch.randn(3, 2, 6, 6, generator=g, dtype=torch.float64)  # any starting label
+    ks = step_indices(k0, steps)
+    y0, x0_hat = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, torch.Generator().manual_seed(1),
+                           clamp=False, shortcut=False)
+    closed = x0_hat + (y - x) / math.sqrt(float(S.abar[k0]))
+    assert torch.allclose(y0, closed, rtol=0, atol=1e-9)
+    # the sampler's shortcut gives the same answer without running the label chain
+    y0s, x0s = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, torch.Generator().manual_seed(1),
+                         clamp=False, shortcut=True)
+    assert torch.allclose(y0s, y0, atol=1e-9) and torch.equal(x0s, x0_hat)
+    # with the clamps the chain is no longer the closed form (they are what makes `infer` differ)
+    y0c, _ = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, torch.Generator().manual_seed(1), clamp=True)
+    assert not torch.allclose(y0c, closed.clamp(-1, 1), atol=1e-3)
+
+
+def test_label_head_skipped_inside_the_chain_and_batches_bounded(tiny_net):
+    x = _image(B=2)
+    cfg = make_config("infer", "fast", samples=3, steps=4, max_batch=4)
+    net = Counting(tiny_net)
+    predict(net, S40, x, cfg, torch.Generator().manual_seed(0))
+    # 6 chains in chunks of <= 4: per chunk one full call at T_i, then 3 noise-only calls
+    assert [b for b, _ in net.calls] == [4, 4, 4, 4, 2, 2, 2, 2]
+    assert [nl for _, nl in net.calls] == [True, False, False, False] * 2
+    # salient and out always need the label head
+    net.calls.clear()
+    predict(net, S40, x, make_config("salient", "fast", max_batch=4), torch.Generator().manual_seed(0))
+    assert all(nl for _, nl in net.calls) and max(b for b, _ in net.calls) <= 4
+
+
+def test_batch_chunking_does_not_change_out(tiny_net):
+    x = _image(B=2)
+    a = predict(tiny_net, S40, x, make_config("out", "fast", max_batch=1), torch.Generator().manual_seed(0))
+    b = predict(tiny_net, S40, x, make_config("out", "fast", max_batch=64), torch.Generator().manual_seed(0))
+    assert torch.allclose(a.prob, b.prob, atol=1e-6)
+
+
+def test_config_validation_and_overrides():
+    cfg = make_config("infer", "paper", steps=10, samples=5)
+    assert cfg.steps == 10 and cfg.salient_samples == cfg.infer_samples == 5 and cfg.preset == "paper"
+    assert PRESETS["paper"].steps is None  # presets are not mutated
+    with pytest.raises(UsageError, match="unknown preset"):
+        make_config("union", "turbo")
+    with pytest.raises(UsageError, match="unknown mode"):
+        make_config("all", "fast")
+    with pytest.raises(UsageError):
+        make_config("infer", "fast", steps=0)
