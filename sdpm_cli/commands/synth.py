@@ -1,10 +1,50 @@
-"""`sdpm synth` (placeholder: being built)."""
+"""`sdpm synth`: synthetic head NCCT studies with infarct/hemorrhage truth, in the nnU-Net raw layout."""
 
-from sdpm_cli.cli import app, guarded
-from sdpm_cli.errors import RuntimeFailure
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sdpm_cli.cli import app, guarded, info, out
+from sdpm_cli.errors import UsageError
 
 
-@app.command("synth", help="(not yet available)")
+@app.command("synth", help="Generate synthetic head NCCT studies with exact lesion labels (1 infarct, 2 hemorrhage).")
 @guarded
-def synth_cmd() -> None:
-    raise RuntimeFailure("sdpm synth is not implemented yet")
+def synth_cmd(
+    out_dir: Path = typer.Argument(..., help="Output folder (nnU-Net raw layout + manifest.json)."),
+    cases: int = typer.Option(10, "--cases", "-n", help="Number of studies."),
+    seed: int = typer.Option(0, "--seed", help="Data set seed; case i depends only on (seed, i)."),
+    lesion: str = typer.Option("both", "--lesion", help="both | infarct | hemorrhage | none"),
+    fmt: str = typer.Option("nifti", "--format", help="nifti | dicom | both"),
+    thickness: Optional[List[float]] = typer.Option(None, "--thickness", help="Slice thickness in mm (repeat for a mix; default 5, 2.5 and 1 mm)."),
+    matrix: int = typer.Option(512, "--matrix", help="In-plane matrix (512 clinical; 256 is four times cheaper)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of cases in imagesTs/labelsTs."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes (same output for any value)."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier sdpm synth data set in OUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    from sdpm_cli.synth import SynthConfig
+    from sdpm_cli.synth.dataset import write_dataset
+
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    kw = {}
+    if thickness:
+        if any(t <= 0 or t > 10 for t in thickness):
+            raise UsageError("--thickness must be in (0, 10] mm")
+        kw = {"thicknesses_mm": tuple(thickness), "thickness_weights": (1.0,) * len(thickness)}
+    if matrix < 64 or matrix % 2:
+        raise UsageError("--matrix must be an even number >= 64")
+    cfg = SynthConfig(matrix=matrix, **kw)
+    t0 = time.perf_counter()
+    man = write_dataset(out_dir, cases, seed, lesion=lesion, fmt=fmt, test_fraction=test_fraction,
+                        progress=not quiet, cfg=cfg, workers=workers, force=force)
+    dt = time.perf_counter() - t0
+    n_les = {k: sum(1 for c in man["cases"] if c["volume_ml"][k] > 0) for k in ("infarct", "hemorrhage")}
+    info(f"{cases} case(s) in {dt:.1f} s ({cases / dt:.2f} cases/s)")
+    out.print(f"wrote {out_dir}: {cases} case(s), {sum(c['split'] == 'test' for c in man['cases'])} test, "
+              f"{n_les['infarct']} with infarct, {n_les['hemorrhage']} with hemorrhage; truth in {Path(out_dir) / 'manifest.json'}")
