@@ -518,8 +518,7 @@ def train(
             if dist.is_main:
                 from sdpm_cli.model.checkpoint import save_checkpoint
 
-                with atomic_path(out, force=force or saved is not None) as tmp:
-                    save_checkpoint(tmp, ema.model, header)
+                save_checkpoint(out, ema.model, header, force=force or saved is not None)
         if log_fh:
             log_fh.close()
         ddp.barrier(dist)
@@ -541,6 +540,7 @@ def _model_header(cfg, plan, net_cfg, digest, cases, train_set, val_set, losses,
     hw = hardware_description(device)
     hw["processes"] = dist.world_size
     return {
+        "name": Path(cfg.out).stem,
         "preprocess": plan.to_dict(),
         "schedule": {"T": cfg.T},
         "classes": {str(k): v for k, v in CLASSES.items()},
