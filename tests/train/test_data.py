@@ -136,3 +136,24 @@ def test_sampler_state_round_trip_and_rank_streams(slices):
     r0 = D.PatchSampler(slices, 16, 0.5, seed=4, rank=0).sample(7)[0]
     r1 = D.PatchSampler(slices, 16, 0.5, seed=4, rank=1).sample(7)[0]
     assert not np.array_equal(r0, r1)
+
+
+def test_dicom_folder_images_train_through_the_segment_path(tmp_path):
+    """imagesTr may hold DICOM folders; the label is read on the grid load_study gives the series."""
+    from sdpm_cli.ingest import load_study
+
+    from ingest.dicom_factory import write_series  # tests/ is on sys.path (rootdir package layout)
+
+    root = tmp_path / "Dataset901_Dicom"
+    folder = root / "imagesTr" / "case_0007_0000"
+    write_series(folder)
+    (root / "labelsTr").mkdir()
+    image = load_study(folder).image
+    hu = sitk.GetArrayFromImage(image)
+    lab = sitk.GetImageFromArray((hu > 55).astype(np.uint8) * 2 * (hu < 200))  # the phantom's 65 HU bleed
+    lab.CopyInformation(image)
+    sitk.WriteImage(lab, str(root / "labelsTr" / "case_0007.nii.gz"))
+    (case,) = D.find_cases(root)
+    assert case.case == "case_0007" and case.image == folder
+    arr = D.load_case(case, PreprocessPlan(spacing_mm=4.0, size=48))
+    assert arr.x.shape[1:] == (48, 48) and np.count_nonzero(arr.y == 2) > 0 and not np.any(arr.y == 1)
