@@ -208,7 +208,10 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     waves2 = random_waves(rng, 8, 45.0 * s)
     zc, yc, xc = z[::2], y[:, ::2], x[:, :, ::2]
     rc = np.sqrt(xc * xc + yc * yc + zc * zc) + F32(1e-3)
-    Gc = eval_waves(waves, xc / rc * R_ref, yc / rc * R_ref, zc / rc * R_ref)
+    # a smooth 3D warp bends the sulci (otherwise they would be straight radial sheets)
+    warp = [eval_waves(random_waves(rng, 6, 35.0 * s), xc, yc, zc) * F32(5.0 * s) for _ in range(3)]
+    Gc = eval_waves(waves, xc / rc * R_ref + warp[0], yc / rc * R_ref + warp[1], zc / rc * R_ref + warp[2])
+    del warp
     G2c = eval_waves(waves2, xc, yc, zc)
     kk = 2 * np.pi / lam * np.sqrt(2.0 / 3.0)
     sd_c = np.abs(Gc) / F32(kk) * (rc / F32(R_ref))
@@ -364,6 +367,8 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     def cells(sl, lam_mm, wall_mm):
         """Air-cell honeycomb: 1 in the air, 0 on thin bony walls."""
         zz, yy, xx = g.zyx(sl)
+        shp = np.broadcast_shapes(zz.shape, yy.shape, xx.shape)
+        xx, yy, zz = (v + coarse_noise(rng, shp, 4.0 / h) * F32(0.35 * lam_mm) for v in (xx, yy, zz))
         ph = rng.uniform(0, np.pi, 3)
         dist = np.minimum(np.minimum(np.abs(np.sin(np.pi * xx / lam_mm + ph[0])),
                                      np.abs(np.sin(np.pi * yy / lam_mm + ph[1]))),

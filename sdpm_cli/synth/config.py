@@ -80,7 +80,8 @@ def draw_protocol(rng: np.random.Generator, cfg: SynthConfig) -> Protocol:
     lo, hi = max(3.0, lo), min(8.0, hi)
     return Protocol(
         thickness_mm=thk,
-        fov_mm=float(rng.uniform(*cfg.fov_mm)),
+        # pixel spacing with 4 decimals, so DICOM's decimal strings carry the geometry exactly
+        fov_mm=round(float(rng.uniform(*cfg.fov_mm)) / cfg.matrix, 4) * cfg.matrix,
         matrix=cfg.matrix,
         noise_sigma=float(rng.uniform(lo, hi)),
         kernel=str(rng.choice(KERNELS)),

@@ -73,7 +73,7 @@ def generate_case(seed: int, cfg: SynthConfig | None = None) -> SynthCase:
         "generator": f"sdpm synth {__version__}",
         "protocol": {
             "name": prot.name, "slice_thickness_mm": prot.thickness_mm, "spacing_mm": list(acq.spacing),
-            "matrix": prot.matrix, "fov_mm": round(prot.fov_mm, 2), "n_slices": acq.n_slices,
+            "matrix": prot.matrix, "fov_mm": round(prot.fov_mm, 4), "n_slices": acq.n_slices,
             "kernel": prot.kernel, "kvp": prot.kvp, "noise_sigma_hu": round(prot.noise_sigma, 2),
             "psf_sigma_mm": round(prot.psf_sigma_mm, 3), "streaks": bool(n_streak), "streak_slices": n_streak,
             "subslices": acq.n_sub,

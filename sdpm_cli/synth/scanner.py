@@ -61,7 +61,8 @@ def draw_acquisition(rng: np.random.Generator, head: HeadParams, prot: Protocol,
     x0 = img_c[0] - prot.fov_mm / 2 + px / 2
     y0 = img_c[1] - prot.fov_mm / 2 + px / 2
     n_sub = max(2, int(np.ceil(thk / 1.0 - 1e-6)))
-    return Acquisition(prot, angles, R, t, (float(x0), float(y0), float(z_lo + thk / 2)), n, n_sub)
+    origin = tuple(round(float(v), 3) for v in (x0, y0, z_lo + thk / 2))  # exact in DICOM decimal strings
+    return Acquisition(prot, angles, R, t, origin, n, n_sub)
 
 
 def _to_sitk(a: np.ndarray, grid: Grid) -> sitk.Image:
@@ -86,7 +87,7 @@ def _sample(src: sitk.Image, acq: Acquisition, size, spacing, origin, default: f
     ref.SetSpacing([float(v) for v in spacing])
     ref.SetOrigin([float(v) for v in origin])
     out = sitk.Resample(src, ref, _transform(acq), interp, float(default), src.GetPixelID())
-    return sitk.GetArrayViewFromImage(out)
+    return sitk.GetArrayFromImage(out)  # a copy: a view would dangle once `out` is freed
 
 
 def _sub_origin(acq: Acquisition, i0: int, j0: int, k0: int, step_xy: float, offset_xy: float):
@@ -137,7 +138,7 @@ def add_head_rest(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -
         return {}
     y_back = acq.origin[1] + rows.max() * px
     gap = float(rng.uniform(4.0, 14.0))
-    rc = float(rng.uniform(95.0, 125.0))
+    rc = float(rng.uniform(80.0, 100.0))
     thick = float(rng.uniform(2.5, 5.0))
     shell_hu = float(rng.uniform(80.0, 350.0))
     foam_hu = float(rng.uniform(-960.0, -880.0))
@@ -146,7 +147,7 @@ def add_head_rest(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -
     xs = acq.origin[0] + px * np.arange(m, dtype=F32)
     ys = acq.origin[1] + px * np.arange(m, dtype=F32)
     dist = np.sqrt((xs[None, :] - xc) ** 2 + (ys[:, None] - yc) ** 2)
-    lower = soft_in(yc + 0.35 * rc - ys[:, None], px) * np.ones_like(dist)
+    lower = soft_in(yc + 0.5 * rc - ys[:, None], px) * np.ones_like(dist)
     shell = (soft_in(dist - (rc + thick), px) - soft_in(dist - rc, px)) * lower
     foam = soft_in(dist - rc, px) * soft_in(rc - gap - dist, px) * lower
     layer = np.maximum(-1000 + shell * (shell_hu + 1000), -1000 + foam * (foam_hu + 1000)).astype(F32)
@@ -193,23 +194,33 @@ def add_streaks(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> 
     """Beam-hardening: a dark band between dense petrous bones and faint streaks from them (in place)."""
     p = acq.protocol
     px, m = p.pixel_mm, p.matrix
-    ys, xs = np.mgrid[0:m, 0:m].astype(F32)
     cx = (acq.t[0] - acq.origin[0]) / px
+    head = np.flatnonzero((vol > -500).any(axis=(0, 1)))
+    rows = np.flatnonzero((vol > -500).any(axis=(0, 2)))
+    if head.size == 0:
+        return 0
+    box = (slice(max(rows[0] - 2, 0), min(rows[-1] + 3, m)), slice(max(head[0] - 2, 0), min(head[-1] + 3, m)))
+    ys, xs = np.mgrid[box[0], box[1]].astype(F32)
     n = 0
     amp = float(rng.uniform(8.0, 25.0))
     width = float(rng.uniform(2.0, 4.0)) / px
+    s = float(np.cbrt(abs(np.linalg.det(acq.R))))  # 1; kept for clarity of the band below
     for k in range(vol.shape[0]):
-        sl = vol[k]
+        # only through the skull base (petrous level, head frame z ~ -55..-20 mm)
+        z_head = acq.origin[2] + k * p.thickness_mm - acq.t[2]
+        if not -58.0 * s <= z_head <= -18.0 * s:
+            continue
+        sl = vol[k][box]
         dense = sl > 1100
         if dense.sum() * px * px < 120.0:
             continue
         cols = np.flatnonzero(dense.any(axis=0))
-        left, right = dense[:, : int(cx)], dense[:, int(cx):]
+        cxb = int(np.clip(cx - box[1].start, 1, dense.shape[1] - 1))
+        left, right = dense[:, :cxb], dense[:, cxb:]
         if left.sum() < 20 or right.sum() < 20:
             continue
-        ly, lx = np.argwhere(left).mean(axis=0)
-        ry, rx = np.argwhere(right).mean(axis=0)
-        rx += int(cx)
+        ly, lx = np.argwhere(left).mean(axis=0) + np.array([box[0].start, box[1].start])
+        ry, rx = np.argwhere(right).mean(axis=0) + np.array([box[0].start, box[1].start + cxb])
         d = np.array([rx - lx, ry - ly], F32)
         length = float(np.hypot(*d))
         if length < 10 or cols.size == 0:

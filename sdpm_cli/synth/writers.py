@@ -73,7 +73,7 @@ def dicom_datasets(image: sitk.Image, meta: dict, case_number: int, compress: bo
         ds.SpacingBetweenSlices = f"{sz:g}"
         ds.KVP = str(prot["kvp"])
         ds.ConvolutionKernel = prot["kernel"]
-        ds.ReconstructionDiameter = f"{prot['fov_mm']:.2f}"
+        ds.ReconstructionDiameter = f"{prot['fov_mm']:.4f}"
         ds.GantryDetectorTilt = "0"
         ds.PatientPosition = "HFS"
         ds.StudyInstanceUID = study_uid
@@ -83,15 +83,15 @@ def dicom_datasets(image: sitk.Image, meta: dict, case_number: int, compress: bo
         ds.AcquisitionNumber = 1
         ds.InstanceNumber = k + 1
         z = oz + k * sz
-        ds.ImagePositionPatient = [f"{ox:.4f}", f"{oy:.4f}", f"{z:.4f}"]
+        ds.ImagePositionPatient = [f"{ox:.10g}", f"{oy:.10g}", f"{round(z, 6):.10g}"]
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
         ds.FrameOfReferenceUID = for_uid
         ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = f"{z:.4f}"
+        ds.SliceLocation = f"{round(z, 6):.10g}"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[2])
-        ds.PixelSpacing = [f"{sy:.6f}", f"{sx:.6f}"]  # row spacing (y), column spacing (x)
+        ds.PixelSpacing = [f"{sy:.10g}", f"{sx:.10g}"]  # row spacing (y), column spacing (x)
         ds.BitsAllocated = 16
         ds.BitsStored = 12
         ds.HighBit = 11
