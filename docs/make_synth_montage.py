@@ -38,9 +38,8 @@ def main(out: Path = ROOT / "docs" / "synth_montage.png") -> None:
         area = (lab > 0).sum(axis=(1, 2))
         k_les = int(np.argmax(area)) if area.max() > 0 else int(0.55 * n)
         step = max(1, int(round(12.0 / thk)))
-        ks = [int(0.15 * n), k_les, min(n - 1, k_les + step), min(n - 1, k_les + 2 * step)]
-        if ks[0] >= k_les:
-            ks[0] = max(0, k_les - 2 * step)
+        k_les = int(np.clip(k_les, int(0.2 * n) + step, n - 1 - step))
+        ks = [int(0.15 * n), k_les - step, k_les, k_les + step]
         for col, k in enumerate(ks):
             ax = axes[row, col]
             ax.imshow(img[k], cmap="gray", vmin=0, vmax=80, interpolation="bilinear")

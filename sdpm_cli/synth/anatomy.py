@@ -219,7 +219,7 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     G2 = upsample2(G2c, shape=shape)
     del zc, yc, xc, rc, Gc, G2c, sd_c
     depth_s = np.clip(F32(13.0 * s) + 5.0 * G2, 6.0, 22.0)
-    w_sulc = F32(0.35 + 1.3 * a) * (1 - 0.5 * np.clip(D / depth_s, 0, 1))
+    w_sulc = F32(0.5 + 1.4 * a) * (1 - 0.5 * np.clip(D / depth_s, 0, 1))
     d_sulc = sd - w_sulc + (1 - soft_in(D - depth_s, h)) * BIG + pf * BIG
     sulc = soft_in(d_sulc, h)
     del sd, w_sulc, depth_s
@@ -276,7 +276,7 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
         paste_max(stem, sl, soft_in(d, h))
         paste_min(d_stem, sl, d)
     stem *= cav
-    w_c = F32(2.0 + 2.0 * a)
+    w_c = F32(1.3 + 1.6 * a)
     cist = soft_in(d_stem - w_c, h) * (1 - stem)
     for c, rr in [((0, -8 * s, -14 * s), (11 * s, 7 * s, 4 * s)),
                   ((0, 58 * s, -52 * s), ((9 + 6 * a) * s, (9 + 6 * a) * s, (6 + 3 * a) * s))]:
@@ -292,7 +292,7 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     np.maximum(csf, cist, out=csf)
 
     # cortex: within t_c of the nearest CSF boundary (surface, sulci, fissures)
-    t_c = F32(2.7 * s) * (1 + 0.12 * G2)
+    t_c = F32(3.0 * s) * (1 + 0.12 * G2)
     dist_csf = np.minimum(np.minimum(D, d_sulc), np.minimum(d_fis, d_syl))
     cortex = soft_in(dist_csf - t_c, h) * (1 - pf)
     del dist_csf, d_sulc, t_c, G2
