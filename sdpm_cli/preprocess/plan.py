@@ -23,8 +23,9 @@ class PreprocessPlan:
     bone_hu: float = 160.0  # skull: HU above this
     soft_min_hu: float = -40.0  # intracranial soft tissue (CSF ... fresh blood ... calcified spots)
     soft_max_hu: float = 130.0
-    skull_dilate_mm: float = 1.0  # drop the partial-volume rim of the inner table
-    skull_close_mm: float = 6.0  # bridge foramina / gaps in the skull ring before filling its interior
+    skull_dilate_mm: float = 0.0  # grow the skull before subtracting it (drops the inner-table rim)
+    skull_close_mm: float = 8.0  # bridge foramina / gaps in the skull ring before filling its interior
+    min_component_ml: float = 15.0  # keep separate intracranial pieces this big (posterior fossa), drop eyes (~7 mL)
 
     def __post_init__(self) -> None:
         if not (self.spacing_mm > 0 and self.size > 0 and self.window_width > 0):

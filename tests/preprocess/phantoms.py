@@ -12,6 +12,7 @@ import SimpleITK as sitk
 class Head:
     image: sitk.Image  # int16 HU
     interior: np.ndarray  # bool [Z, Y, X]: everything inside the inner table (the true brain mask)
+    within_outer_table: np.ndarray  # interior + skull (+ the channel of a foramen, if any)
     skull: np.ndarray
     scalp: np.ndarray
     headrest: np.ndarray
@@ -66,7 +67,8 @@ def build_head(
     img.SetSpacing(spacing)
     img.SetDirection(direction)
     img.SetOrigin(origin)
-    return Head(img, interior, skull, scalp, headrest, bleed, calc)
+    within = np.broadcast_to(r < 1.0 + 7.0 / ry, shape).copy()
+    return Head(img, interior, within, skull, scalp, headrest, bleed, calc)
 
 
 def oblique_direction(angle_deg: float = 20.0, flip_y: bool = True) -> tuple[float, ...]:
