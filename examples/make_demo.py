@@ -25,7 +25,7 @@ from sdpm_cli.outputs.atomic import write_image, write_json  # noqa: E402
 from sdpm_cli.synth import SynthConfig, generate_case  # noqa: E402
 from sdpm_cli.synth.writers import write_dicom_series  # noqa: E402
 
-DEMO_SEED = 12
+DEMO_SEED = 5
 DEMO_CFG = SynthConfig(lesion="hemorrhage", thicknesses_mm=(5.0,), thickness_weights=(1.0,))
 
 

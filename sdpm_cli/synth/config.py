@@ -25,7 +25,7 @@ class SynthConfig:
     thickness_weights: tuple[float, ...] = (0.6, 0.3, 0.1)
     lesion: str = "both"                                # both | infarct | hemorrhage | none
     lesion_free_fraction: float = 0.1                   # share of lesion-free studies when lesion="both"
-    anatomy_mm: float = 1.0                             # resolution of the analytic head model
+    anatomy_mm: float = 1.25                            # head model resolution (~ a soft-kernel PSF; 1.0 is finer, 2x slower)
     work_factor: int = 2                                # anatomy is sampled at matrix/work_factor, then interpolated
     max_rotation_deg: tuple[float, float, float] = (6.0, 4.0, 4.0)  # pitch, yaw, roll (uniform +-)
     streak_prob: float = 0.5                            # beam-hardening streaks near the skull base
@@ -44,6 +44,11 @@ class SynthConfig:
 
 def case_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed)))
+
+
+def case_streams(seed: int, n: int = 7) -> list[np.random.SeedSequence]:
+    """Independent child seeds of one case (head, protocol, pose, plan, anatomy, lesions, scanner)."""
+    return np.random.SeedSequence(int(seed)).spawn(n)
 
 
 def case_seed(dataset_seed: int, index: int) -> int:

@@ -51,8 +51,14 @@ def sig(t):
     Compact support on purpose: products of logistic tails underflow into float32 denormals, which
     made whole-volume arithmetic ten times slower.
     """
-    u = np.clip(0.5 + np.asarray(t, F32) / F32(6.0), 0.0, 1.0)
-    return (u * u * (3.0 - 2.0 * u)).astype(F32, copy=False)
+    u = np.multiply(t, F32(1.0 / 6.0), dtype=F32, out=np.empty(np.shape(t), F32))
+    u += F32(0.5)
+    np.clip(u, F32(0.0), F32(1.0), out=u)
+    v = u * u
+    u *= F32(-2.0)
+    u += F32(3.0)
+    u *= v
+    return u
 
 
 def bump(t):
@@ -63,7 +69,9 @@ def bump(t):
 
 def soft_in(d, h: float):
     """Fraction inside for a signed distance d (mm, negative inside): linear ramp one voxel wide."""
-    return np.clip(0.5 - np.asarray(d, F32) / F32(h), 0.0, 1.0).astype(F32, copy=False)
+    out = np.multiply(d, F32(-1.0 / h), dtype=F32, out=np.empty(np.shape(d), F32))
+    out += F32(0.5)
+    return np.clip(out, F32(0.0), F32(1.0), out=out)
 
 
 def rot_matrix(pitch_deg: float, yaw_deg: float, roll_deg: float) -> np.ndarray:

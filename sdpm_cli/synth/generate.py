@@ -11,7 +11,7 @@ from sdpm_cli import __version__
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.synth import scanner
 from sdpm_cli.synth.anatomy import TISSUE_CLASSES, build_anatomy
-from sdpm_cli.synth.config import SynthConfig, case_rng, draw_head, draw_protocol
+from sdpm_cli.synth.config import SynthConfig, case_streams, draw_head, draw_protocol
 from sdpm_cli.synth.lesions import add_lesions, draw_lesion_plan
 
 LABEL_RULE = ("a voxel is lesion when the lesion's partial-volume fraction in it (averaged over the slice "
@@ -35,21 +35,23 @@ def _image(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:
 def generate_case(seed: int, cfg: SynthConfig | None = None) -> SynthCase:
     """A deterministic function of (seed, cfg): same inputs, bit-identical image, label and meta."""
     cfg = cfg or SynthConfig()
-    rng = case_rng(seed)
-    head = draw_head(rng)
-    prot = draw_protocol(rng, cfg)
-    acq = scanner.draw_acquisition(rng, head, prot, cfg)
-    plan = draw_lesion_plan(rng, cfg.lesion, cfg.lesion_free_fraction)
+    # independent streams: the head, protocol, pose and lesion plan do not change with the matrix or
+    # the anatomy resolution, and the scanner's noise does not move the lesions
+    r_head, r_prot, r_pose, r_plan, r_anat, r_les, r_scan = (np.random.default_rng(s) for s in case_streams(seed))
+    head = draw_head(r_head)
+    prot = draw_protocol(r_prot, cfg)
+    acq = scanner.draw_acquisition(r_pose, head, prot, cfg)
+    plan = draw_lesion_plan(r_plan, cfg.lesion, cfg.lesion_free_fraction)
 
-    an = build_anatomy(head, cfg.anatomy_mm, rng, with_tissue=cfg.with_tissue)
+    an = build_anatomy(head, cfg.anatomy_mm, r_anat, with_tissue=cfg.with_tissue)
     gravity = acq.R.T @ np.array([0.0, 1.0, 0.0])  # supine: blood settles posteriorly in the scanner frame
-    lesions = add_lesions(an, rng, plan, gravity)
+    lesions = add_lesions(an, r_les, plan, gravity)
 
     vol = scanner.sample_volume(an.hu, an.grid, acq, cfg.work_factor)
-    rest = scanner.add_head_rest(vol, acq, rng)
+    rest = scanner.add_head_rest(vol, acq, r_scan)
     scale_z = scanner.noise_scale(vol)
-    n_streak = scanner.add_streaks(vol, acq, rng) if prot.streaks else 0
-    scanner.blur_and_noise(vol, acq, rng, scale_z)
+    n_streak = scanner.add_streaks(vol, acq, r_scan) if prot.streaks else 0
+    scanner.blur_and_noise(vol, acq, r_scan, scale_z)
     scanner.apply_fov(vol, acq)
     hu = scanner.quantise(vol)
     del vol

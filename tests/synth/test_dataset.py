@@ -91,3 +91,14 @@ def test_cli_writes_dicom_and_refuses_bad_options(run_cli, tmp_path):
     assert code == 2 and "unknown lesion" in err
     code, _, err = run_cli("synth", tmp_path / "y", "--cases", "0", "-q")
     assert code == 2 and "at least 1" in err
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_same_files(ds3, tmp_path):
+    out, _ = ds3
+    write_dataset(tmp_path / "par", 2, seed=5, fmt="nifti", test_fraction=0.34, progress=False, cfg=small_cfg(),
+                  workers=2)
+    for name in ("imagesTr/synth_0000_0000.nii.gz", "labelsTr/synth_0001.nii.gz"):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(out / name)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "par" / name)))
+        assert np.array_equal(a, b)

@@ -127,3 +127,14 @@ def test_config_rejects_bad_values():
         SynthConfig(thicknesses_mm=(5.0,), thickness_weights=(0.5, 0.5))
     with pytest.raises(ValueError):
         SynthConfig(matrix=129)
+
+
+def test_matrix_changes_sampling_not_the_patient():
+    a = cached_case(5)
+    b = generate_case(5, small_cfg(matrix=64))
+    assert a.meta["head"] == b.meta["head"] and a.meta["pose"] == b.meta["pose"]
+    assert [les["kind"] for les in a.meta["lesions"]] == [les["kind"] for les in b.meta["lesions"]]
+    assert b.image.GetSize()[:2] == (64, 64)
+    # the same physical lesions: class volumes agree within the coarser grid's partial-volume error
+    for name, v in a.meta["volume_ml"].items():
+        assert b.meta["volume_ml"][name] == pytest.approx(v, rel=0.25, abs=0.3)
