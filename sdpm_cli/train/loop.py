@@ -9,6 +9,7 @@ have produced (bit for bit on CPU). The final model is the EMA weights, written 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -458,8 +459,11 @@ def train(
 
         end = cfg.steps if stop_after is None else min(cfg.steps, int(stop_after))
         last_state: Optional[Path] = None
-        autocast = (torch.autocast(device_type="cuda", dtype=amp_dtype) if amp_dtype is not None
-                    else torch.autocast(device_type=device.type, enabled=False))
+        def autocast():  # a fresh context per step (bf16/fp16 on CUDA only)
+            if amp_dtype is not None:
+                return torch.autocast(device_type="cuda", dtype=amp_dtype)
+            return contextlib.nullcontext()
+
         on_event(f"training on {train_set.n_slices} slices from {len(cases) - (0 if val_set is None else len(val_set.cases))} "
                  f"case(s), validating on {0 if val_set is None else len(val_set.cases)}; {device}"
                  + (f", {dist.world_size} processes" if dist.active else ""))
@@ -475,7 +479,7 @@ def train(
             x0, y0, t, eps = (v.to(device, non_blocking=True) for v in (x0, y0, t, eps))
             if cfg.channels_last:
                 x0, y0, eps = (v.contiguous(memory_format=torch.channels_last) for v in (x0, y0, eps))
-            with autocast:
+            with autocast():
                 parts = model(x0, y0, t, eps)
             total = parts["total"]
             if not torch.isfinite(total.detach()).all():
