@@ -13,7 +13,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import os
 import platform
 import time

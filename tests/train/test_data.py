@@ -12,7 +12,7 @@ from sdpm_cli.errors import InputRejected
 from sdpm_cli.preprocess import PreprocessPlan
 from sdpm_cli.train import data as D
 
-from .conftest import SPACING, phantom, write_dataset
+from .conftest import SPACING, phantom
 
 PLAN = PreprocessPlan(spacing_mm=5.0, size=32)  # same in-plane spacing as the phantom: no resampling loss
 

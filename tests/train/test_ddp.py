@@ -39,7 +39,7 @@ def test_two_gloo_processes_train_to_identical_weights(tiny_dataset, tmp_path):
     assert r0["losses"] == r1["losses"] and len(r0["losses"]) == 6  # logged losses are the all-reduced mean
     assert r0["out"].endswith("model.pt") and r1["out"] == "None"  # only rank 0 writes the model
     assert (tmp_path / "model.pt").is_file()
-    init = torch.manual_seed(cfg.seed)  # noqa: F841 - the same initialisation train() uses
+    torch.manual_seed(cfg.seed)  # the same initialisation train() uses
     from sdpm_cli.model.network import NetConfig, SDPMNet
 
     net0 = SDPMNet(NetConfig.from_dict(cfg.net)).state_dict()
