@@ -13,7 +13,7 @@ import typer
 
 from sdpm_cli.cli import app, err, guarded, info, out, warn
 from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
-from sdpm_cli.outputs.atomic import check_writable, write_image, write_text
+from sdpm_cli.outputs.atomic import check_writable, write_text
 from sdpm_cli.pipeline import MODES
 
 
@@ -90,33 +90,57 @@ def _segment_one(study: Path, lm, run: dict, quiet: bool):
 
 
 def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
-    """Every requested file, each atomically; the mask last so its presence means 'finished'."""
-    from sdpm_cli.outputs.report import report_for_segmentation, report_to_csv
+    """Every requested file or none: all are written to temporaries, then renamed together."""
+    import contextlib
 
-    rep = None
-    if outputs.get("report") or outputs.get("csv"):
-        rep = report_for_segmentation(seg, include_phi=include_phi)
-    if outputs.get("report"):
-        write_text(outputs["report"], json.dumps(rep, indent=2) + "\n", force)
-    if outputs.get("csv"):
-        write_text(outputs["csv"], report_to_csv(rep), force)
-    if outputs.get("probabilities"):
-        write_image(seg.probability_image(), outputs["probabilities"], force)
-    if outputs.get("preview"):
-        from sdpm_cli.outputs.preview import write_preview
+    import SimpleITK as sitk
 
-        write_preview(seg.study.image, seg.labels, outputs["preview"],
-                      volumes_ml={k: v.volume_ml for k, v in seg.volumes.items()}, force=force)
+    from sdpm_cli.outputs.atomic import atomic_path
+    from sdpm_cli.outputs.report import report_from_segmentation, report_to_csv
+
     if outputs.get("dicom_seg"):
-        from sdpm_cli import __version__
-        from sdpm_cli.outputs.dicomseg import write_dicom_seg
-
-        files = [s.path for s in seg.study.slices] if getattr(seg.study, "slices", None) else []
-        if not files:
+        if not getattr(seg.study, "slices", None):
             raise UsageError("--dicom-seg needs a DICOM input study (this one is NIfTI)")
-        write_dicom_seg(seg.labels, files, outputs["dicom_seg"], force=force,
-                        algorithm_name=f"sdpm {seg.model.name}", algorithm_version=__version__)
-    write_image(seg.labels, outputs["mask"], force)
+        if getattr(seg.study, "corrected", False):
+            raise UsageError("--dicom-seg is not available for a tilt-corrected or gap-resampled series "
+                             "(its grid is not the source grid); use the NIfTI mask")
+    with contextlib.ExitStack() as stack:
+        tmp = {k: stack.enter_context(atomic_path(p, force)) for k, p in outputs.items()}
+        if "report" in tmp or "csv" in tmp:
+            rep = report_from_segmentation(seg, include_phi=include_phi, phi=_phi(seg.study) if include_phi else None)
+            if "report" in tmp:
+                tmp["report"].write_text(json.dumps(rep, indent=2) + "\n")
+            if "csv" in tmp:
+                tmp["csv"].write_text(report_to_csv(rep))
+        if "probabilities" in tmp:
+            sitk.WriteImage(seg.probability_image(), str(tmp["probabilities"]), useCompression=True)
+        if "preview" in tmp:
+            from sdpm_cli.outputs.preview import write_preview
+
+            write_preview(seg.study.image, seg.labels, tmp["preview"],
+                          volumes_ml={k: v.volume_ml for k, v in seg.volumes.items()}, force=True)
+        if "dicom_seg" in tmp:
+            from sdpm_cli import __version__
+            from sdpm_cli.outputs.dicomseg import write_dicom_seg
+
+            write_dicom_seg(seg.labels, [s.path for s in seg.study.slices], tmp["dicom_seg"], force=True,
+                            algorithm_name=f"sdpm {seg.model.name}", algorithm_version=__version__)
+        sitk.WriteImage(seg.labels, str(tmp["mask"]), useCompression=True)
+
+
+PHI_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyDate",
+            "StudyInstanceUID", "InstitutionName")
+
+
+def _phi(study) -> dict:
+    """Patient identifiers from the first source slice, only ever read when --include-phi is given."""
+    slices = getattr(study, "slices", None)
+    if not slices:
+        return {}
+    import pydicom
+
+    ds = pydicom.dcmread(str(slices[0].path), stop_before_pixels=True, specific_tags=list(PHI_TAGS))
+    return {t: str(ds.get(t, "")) for t in PHI_TAGS}
 
 
 def _volume_text(v) -> str:
