@@ -155,7 +155,7 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     pet = ridge2[None] * below
     hu_base = hu_base + pet * (F32(H["dense_bone"]) - hu_base)
     hu_bone = hu_bone + below * (hu_base - hu_bone)
-    del tab, diploe, hu_base, pet
+    del tab, hu_base, pet
 
     # --- scalp: galea/muscle, subcutaneous fat, skin ---
     ds = r - r_out
@@ -277,7 +277,9 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
         paste_min(d_stem, sl, d)
     stem *= cav
     w_c = F32(1.3 + 1.6 * a)
-    cist = soft_in(d_stem - w_c, h) * (1 - stem)
+    # perimesencephalic cisterns ring the midbrain; lower down the CSF lies in front of the pons/medulla
+    ring = np.maximum(sig((z + 20.0 * s) / 3.0), sig((14.0 * s - y) / 3.0))
+    cist = soft_in(d_stem - w_c, h) * (1 - stem) * ring
     for c, rr in [((0, -8 * s, -14 * s), (11 * s, 7 * s, 4 * s)),
                   ((0, 58 * s, -52 * s), ((9 + 6 * a) * s, (9 + 6 * a) * s, (6 + 3 * a) * s))]:
         sl, d = ellipsoid(g, c, rr)
@@ -401,9 +403,10 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     over(sl, soft_in(d - 1.0, h), bone_vals)
     over(sl, soft_in(d, h) * cells(sl, 6.0, 0.4) * (1 - soft_in(np.abs(g.zyx(sl)[2]) - 0.7, h)), H["air"])
     if p.flags.get("frontal_sinus"):
-        fy = -(p.b_ant * 0.97 + p.skull_t * 0.5)
-        sl, d = ellipsoid(g, (0, fy, -4 * s), (15 * s, 3.0, 9 * s))
-        over(sl, soft_in(d, h) * bone[sl], H["air"])
+        # between the tables of the frontal bone, above the orbits
+        fy = -(p.b_ant + p.skull_t * 0.6)
+        sl, d = ellipsoid(g, (0, fy, -13 * s), (16 * s, 10.0, 9 * s))
+        over(sl, soft_in(d, h) * diploe[sl] * bone[sl], H["air"])
     # cervical canal below the foramen magnum: cord in CSF in a bony ring
     sl, d = ellipsoid(g, (0, 18 * s, -80 * s), (16 * s, 16 * s, 14 * s))
     over(sl, soft_in(d, h), bone_vals)
@@ -426,6 +429,7 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
         tissue[inb & (csf >= 0.5)] = 1
         tissue[inb & (vent >= 0.99)] = 8
 
+    del diploe
     cent.update({"pf_floor": float(F.min())})
     depth = D.astype(F32, copy=False)
     return Anatomy(grid=g, params=p, hu=hu, cav=cav, paren=paren.astype(F32), gm=gm_frac, csf_surface=csf_surface * cerebrum,
