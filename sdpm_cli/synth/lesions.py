@@ -236,6 +236,8 @@ def _lobar_point(an: Anatomy, rng, side: int) -> np.ndarray:
     ok = ((an.depth[st] > 8) & (an.depth[st] < 24) & (an.cerebrum[st] > 0.99) & (an.paren[st] > 0.99)
           & (an.gm[st] < 0.5) & ((side * (x - an.x_mid(y)))[st] > 10))
     idx = np.flatnonzero(ok)
+    if idx.size == 0:  # a very small or atrophic hemisphere: fall back to the deep white matter
+        return np.array([side * 24.0 * an.params.scale, 0.0, 28.0 * an.params.scale])
     k = np.unravel_index(idx[int(rng.integers(len(idx)))], ok.shape)
     return np.array([x[0, 0, k[2] * 3], y[0, k[1] * 3, 0], z[k[0] * 3, 0, 0]], float)
 
