@@ -102,3 +102,13 @@ def test_parallel_workers_give_the_same_files(ds3, tmp_path):
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(out / name)))
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "par" / name)))
         assert np.array_equal(a, b)
+
+
+def test_force_replaces_an_earlier_synth_data_set(tmp_path):
+    out = tmp_path / "again"
+    write_dataset(out, 1, seed=1, progress=False, cfg=small_cfg(matrix=64), test_fraction=0.0)
+    (out / "stale.txt").write_text("from the first run")
+    man = write_dataset(out, 1, seed=2, progress=False, cfg=small_cfg(matrix=64), test_fraction=0.0, force=True)
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 2 == man["seed"]
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging or trash left
