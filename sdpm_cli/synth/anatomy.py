@@ -84,7 +84,6 @@ def _floor(p: HeadParams, y2, x2):
     f_mid = f_mid + (sella - f_mid) * sig((14.0 - xa) / 2.5)
     bowl = -66.0 + 26.0 * ((X / 56.0) ** 2 + ((Y - 40.0) / 42.0) ** 2)
     clivus = -22.0 - (Y + 6.0) * (40.0 / 24.0)
-    f_post = np.maximum(bowl, np.where(xa < 20.0, clivus, -200.0))
     f_post = np.maximum(bowl, bowl + (clivus - bowl) * sig((16.0 - xa) / 3.0) * (clivus > bowl))
     f = w_ant * f_ant + (1 - w_ant) * ((1 - w_post) * f_mid + w_post * f_post)
     ridge = bump(((Y - y_pet) / 4.5)) * sig((xa - 13.0) / 2.0) * sig((58.0 - xa) / 3.0)

@@ -204,11 +204,10 @@ def add_streaks(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> 
     n = 0
     amp = float(rng.uniform(8.0, 25.0))
     width = float(rng.uniform(2.0, 4.0)) / px
-    s = float(np.cbrt(abs(np.linalg.det(acq.R))))  # 1; kept for clarity of the band below
     for k in range(vol.shape[0]):
-        # only through the skull base (petrous level, head frame z ~ -55..-20 mm)
+        # only through the skull base (petrous level, head frame z ~ -58..-18 mm)
         z_head = acq.origin[2] + k * p.thickness_mm - acq.t[2]
-        if not -58.0 * s <= z_head <= -18.0 * s:
+        if not -58.0 <= z_head <= -18.0:
             continue
         sl = vol[k][box]
         dense = sl > 1100

@@ -103,7 +103,7 @@ def dicom_datasets(image: sitk.Image, meta: dict, case_number: int, compress: bo
         ds.WindowWidth = "80"
         ds.PixelData = stored[k].tobytes()
         if compress:
-            ds.compress(RLELossless, stored[k], encoding_plugin="pydicom")
+            ds.compress(RLELossless, stored[k], encoding_plugin="pydicom", generate_instance_uid=False)
         yield ds
 
 

@@ -73,6 +73,9 @@ def test_rle_compressed_series_round_trips(tmp_path):
     d = write_dicom_series(c.image, c.meta, tmp_path / "rle", compress=True)
     ds = pydicom.dcmread(sorted(d.glob("*.dcm"))[4])
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    again = write_dicom_series(c.image, c.meta, tmp_path / "rle2", compress=True)
+    assert (again / "IM0005.dcm").read_bytes() == (d / "IM0005.dcm").read_bytes()  # deterministic UIDs too
+    assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
     expect = sitk.GetArrayFromImage(c.image)[4].astype(np.int32)
     hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
     assert np.array_equal(hu, expect)
