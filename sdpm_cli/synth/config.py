@@ -36,6 +36,8 @@ class SynthConfig:
             raise ValueError(f"lesion must be one of {LESION_CHOICES}")
         if len(self.thicknesses_mm) != len(self.thickness_weights) or not self.thicknesses_mm:
             raise ValueError("thicknesses_mm and thickness_weights must have the same, non-zero length")
+        if self.work_factor not in (1, 2):
+            raise ValueError("work_factor must be 1 or 2")
         if self.matrix < 64 or self.matrix % self.work_factor:
             raise ValueError("matrix must be >= 64 and divisible by work_factor")
         if any(t <= 0 for t in self.thicknesses_mm):
