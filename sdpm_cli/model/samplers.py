@@ -125,6 +125,9 @@ class Prediction:
     n_calls: int  # network calls per slice
     sample_counts: Tensor  # [S,B,C] pixels with per-sample probability >= threshold (before cleanup)
     probs: dict[str, Tensor] = field(default_factory=dict)  # mode -> [B,C,H,W], each mode computed
+    # [S,B,C] the same per-sample counts after the mask's cleanup (same definition as `masks`), so an
+    # interval built from them is comparable with the cleaned point volume
+    sample_counts_cleaned: Optional[Tensor] = None
 
 
 def _to_prob(y0: Tensor) -> Tensor:
@@ -259,6 +262,14 @@ def _summarise(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> tuple[T
     return prob, spread, prob >= cfg.threshold, counts
 
 
+def _sample_masks(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> Tensor:
+    """Per-sample masks [S,B,C,H,W] with the same threshold, brain and cleanup as the final mask."""
+    m = p >= cfg.threshold
+    if brain is not None:
+        m = m & brain[None]
+    return remove_isolated(m, cfg.cleanup_radius) if cfg.cleanup else m
+
+
 @torch.no_grad()
 def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator,
             brain: Tensor | None = None) -> Prediction:
@@ -283,7 +294,8 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
     calls = calls_per_slice(cfg, sched.T)
     if cfg.mode != "union":
         m = cfg.mode
-        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs)
+        cleaned = _sample_masks(samples[m], brain, cfg).flatten(3).sum(-1)
+        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs, cleaned)
     # union: sample s combines out, salient repeat s and infer run s (cycling the shorter one)
     S = max(p.shape[0] for p in samples.values())
     p_union = torch.stack([
@@ -295,4 +307,9 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
     prob_u = torch.maximum(torch.maximum(probs["out"], probs["salient"]), probs["infer"])
     masks["union"] = masks["out"] | masks["salient"] | masks["infer"]
     probs["union"] = prob_u
-    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs)
+    per = {m: _sample_masks(samples[m], brain, cfg) for m in ("out", "salient", "infer")}
+    cleaned = torch.stack([
+        (per["out"][0] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]])
+        .flatten(2).sum(-1) for s in range(S)
+    ])
+    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs, cleaned)

@@ -70,8 +70,11 @@ def test_every_mode_and_preset_runs_and_counts_its_calls(tiny_net, preset, mode)
     S = {"out": 1, "salient": cfg.salient_samples, "infer": cfg.infer_samples,
          "union": max(cfg.salient_samples, cfg.infer_samples)}[mode]
     assert pred.sample_counts.shape == (S, 2, C)
+    assert pred.sample_counts_cleaned.shape == pred.sample_counts.shape
+    assert torch.all(pred.sample_counts_cleaned <= pred.sample_counts)
     if mode == "out":
         assert torch.equal(pred.sample_counts[0], (pred.prob >= 0.5).flatten(2).sum(-1))
+        assert torch.equal(pred.sample_counts_cleaned[0], pred.masks["out"].flatten(2).sum(-1))
         assert torch.all(pred.spread == 0)
 
 
