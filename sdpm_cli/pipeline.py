@@ -204,7 +204,7 @@ def segment_study(
             prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in run_modes:
                 masks_model[m][:, idx] = pred.masks[m].cpu().numpy().transpose(1, 0, 2, 3).astype(np.uint8)
-            sample_counts.append(pred.sample_counts.float().cpu().numpy().sum(axis=1))
+            sample_counts.append(pred.sample_counts_cleaned.float().cpu().numpy().sum(axis=1))
             if progress:
                 progress(min(start + batch_slices, len(slices)), len(slices))
     timings["model_s"] = time.perf_counter() - t

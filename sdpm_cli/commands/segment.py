@@ -60,6 +60,10 @@ def segment_cmd(
         outputs = {"mask": out_path, **{k: v for k, v in requested.items() if v is not None}}
         for p in outputs.values():
             check_writable(p, force)
+        from sdpm_cli.ingest import is_nifti
+
+        if dicom_seg is not None and is_nifti(studies[0]):
+            raise UsageError("--dicom-seg needs a DICOM input study (this one is NIfTI)")
         from sdpm_cli.pipeline import load_model
 
         lm, w = load_model(model, device)
@@ -99,7 +103,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
     from sdpm_cli.outputs.report import report_from_segmentation, report_to_csv
 
     if outputs.get("dicom_seg"):
-        if not getattr(seg.study, "slices", None):
+        if not all(getattr(s, "sop_instance_uid", "") for s in getattr(seg.study, "slices", None) or [None]):
             raise UsageError("--dicom-seg needs a DICOM input study (this one is NIfTI)")
         if getattr(seg.study, "corrected", False):
             raise UsageError("--dicom-seg is not available for a tilt-corrected or gap-resampled series "

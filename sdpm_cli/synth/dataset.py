@@ -126,8 +126,8 @@ def write_dataset(out_dir: str | os.PathLike, n_cases: int, seed: int, lesion: s
         raise UsageError(f"unknown lesion choice '{lesion}' (choose from {', '.join(LESION_CHOICES)})")
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"unknown format '{fmt}' (choose from {', '.join(FORMAT_CHOICES)})")
-    if not 0.0 <= test_fraction < 1.0:
-        raise UsageError("test fraction must be in [0, 1)")
+    if not 0.0 <= test_fraction <= 1.0:
+        raise UsageError("test fraction must be in [0, 1] (1 = a held-out test set only)")
     cfg = replace(cfg or SynthConfig(), lesion=lesion)
     out = Path(out_dir)
     _check_out(out, force)

@@ -1,0 +1,173 @@
+"""`sdpm segment` and the pipeline: single study, outputs, refusals, batch isolation and sharding.
+
+These use a tiny randomly initialised checkpoint (the answer is not the point here; geometry,
+files and exit codes are) on small synthetic studies. The shipped model's end-to-end run on
+examples/ is in test_segment_example.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from sdpm_cli.model.checkpoint import save_checkpoint
+from sdpm_cli.model.network import NetConfig, SDPMNet
+from sdpm_cli.preprocess import PreprocessPlan
+from sdpm_cli.synth import SynthConfig, generate_case
+
+PLAN = PreprocessPlan(spacing_mm=2.5, size=96)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    cfg = NetConfig(widths=(8, 8, 8, 8), decoder_widths=(8, 8, 8, 8), groups=4, time_dim=16)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, SDPMNet(cfg), {"name": "tiny-test", "preprocess": PLAN.to_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> dict[str, Path]:
+    """Two small NIfTI head studies (128 matrix, 5 mm) with non-trivial origins, and a broken one."""
+    root = tmp_path_factory.mktemp("studies")
+    out = {}
+    for i, seed in enumerate((3, 4)):
+        case = generate_case(seed, SynthConfig(matrix=128, thicknesses_mm=(5.0,), thickness_weights=(1.0,), lesion="hemorrhage"))
+        p = root / f"study{i}.nii.gz"
+        sitk.WriteImage(case.image, str(p))
+        sitk.WriteImage(case.label, str(root / f"truth{i}.nii.gz"))
+        out[f"study{i}"] = p
+    broken = root / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti file")
+    out["broken"] = broken
+    return out
+
+
+def test_single_study_writes_mask_on_the_native_grid(run_cli, tiny_model, studies, tmp_path):
+    mask = tmp_path / "mask.nii.gz"
+    report = tmp_path / "report.json"
+    code, out, err = run_cli("segment", studies["study0"], "--model", tiny_model, "--mode", "union",
+                             "--out", mask, "--report", report, "--csv", tmp_path / "lesions.csv",
+                             "--probabilities", tmp_path / "prob.nii.gz", "--preview", tmp_path / "qc.png", "--quiet")
+    assert code == 0, err
+    img, src = sitk.ReadImage(str(mask)), sitk.ReadImage(str(studies["study0"]))
+    assert img.GetSize() == src.GetSize()
+    assert np.allclose(img.GetOrigin(), src.GetOrigin()) and np.allclose(img.GetSpacing(), src.GetSpacing())
+    assert np.allclose(img.GetDirection(), src.GetDirection())
+    assert set(np.unique(sitk.GetArrayFromImage(img))) <= {0, 1, 2}
+    rep = json.loads(report.read_text())
+    assert rep["run"]["mode"] == "union" and rep["model"]["name"] == "tiny-test"
+    assert rep["run"]["n_calls_per_slice"] >= 3
+    assert "infarct:" in out and "hemorrhage:" in out
+    prob = sitk.ReadImage(str(tmp_path / "prob.nii.gz"))
+    assert prob.GetNumberOfComponentsPerPixel() == 2 and prob.GetSize() == src.GetSize()
+    assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_union_contains_every_mode_and_volume_matches_mask(tiny_model, studies):
+    from sdpm_cli.pipeline import segment_study
+
+    seg = segment_study(studies["study1"], model=tiny_model, mode="union", seed=1)
+    union = sitk.GetArrayFromImage(seg.labels_by_mode["union"]) > 0
+    for m in ("out", "salient", "infer"):
+        assert not np.any((sitk.GetArrayFromImage(seg.labels_by_mode[m]) > 0) & ~union), m
+    arr = sitk.GetArrayFromImage(seg.labels)
+    voxel_ml = np.prod(seg.labels.GetSpacing()) / 1000
+    for name, label in (("infarct", 1), ("hemorrhage", 2)):
+        assert seg.volumes[name].volume_ml == pytest.approx(np.count_nonzero(arr == label) * voxel_ml)
+
+
+def test_same_seed_same_mask(tiny_model, studies):
+    from sdpm_cli.pipeline import segment_study
+
+    a = segment_study(studies["study0"], model=tiny_model, mode="salient", seed=5)
+    b = segment_study(studies["study0"], model=tiny_model, mode="salient", seed=5)
+    assert np.array_equal(sitk.GetArrayFromImage(a.labels), sitk.GetArrayFromImage(b.labels))
+    assert np.array_equal(a.probs, b.probs)
+
+
+def test_existing_output_needs_force(run_cli, tiny_model, studies, tmp_path):
+    mask = tmp_path / "mask.nii.gz"
+    mask.write_text("keep me")
+    code, _, err = run_cli("segment", studies["study0"], "--model", tiny_model, "--mode", "out", "--out", mask)
+    assert code == 2 and "--force" in err
+    assert mask.read_text() == "keep me"
+
+
+def test_bad_inputs_get_one_line_and_their_exit_code(run_cli, tiny_model, studies, tmp_path):
+    mask = tmp_path / "m.nii.gz"
+    code, _, err = run_cli("segment", studies["broken"], "--model", tiny_model, "--out", mask)
+    assert code == 3 and "Traceback" not in err and not mask.exists()
+    code, _, err = run_cli("segment", studies["study0"], "--model", tmp_path / "missing.pt", "--out", mask)
+    assert code == 4 and not mask.exists()
+    code, _, err = run_cli("segment", studies["study0"], "--model", tiny_model, "--mode", "bogus", "--out", mask)
+    assert code == 2
+    code, _, err = run_cli("segment", studies["study0"], "--model", tiny_model, "--dicom-seg", tmp_path / "s.dcm",
+                           "--out", mask)
+    assert code == 2 and "DICOM" in err and not mask.exists() and not (tmp_path / "s.dcm").exists()
+
+
+def test_cuda_request_falls_back_to_cpu_with_a_warning(run_cli, tiny_model, studies, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run_cli("segment", studies["study0"], "--model", tiny_model, "--mode", "out", "--device", "cuda",
+                           "--out", tmp_path / "m.nii.gz")
+    assert code == 0 and "CUDA is not available" in err
+
+
+def _batch_dir(studies, tmp_path) -> Path:
+    parent = tmp_path / "incoming"
+    parent.mkdir()
+    for name in ("study0", "study1", "broken"):
+        (parent / studies[name].name).symlink_to(studies[name])
+    return parent
+
+
+def test_batch_isolates_a_broken_study_and_reports_partial_failure(run_cli, tiny_model, studies, tmp_path):
+    parent = _batch_dir(studies, tmp_path)
+    out = tmp_path / "results"
+    log = tmp_path / "log.jsonl"
+    code, _, err = run_cli("segment", "--batch", parent, "--out-dir", out, "--model", tiny_model, "--mode", "out",
+                           "--report", "report.json", "--log-json", log)
+    assert code == 6, err
+    rows = {r["study"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert set(rows) == {"study0", "study1", "broken"}
+    assert rows["broken"]["status"] == "failed" and rows["broken"]["exit_code"] == "3" and rows["broken"]["error"]
+    for ok in ("study0", "study1"):
+        assert rows[ok]["status"] == "ok"
+        assert (out / ok / "mask.nii.gz").exists() and (out / ok / "report.json").exists()
+    assert not (out / "broken" / "mask.nii.gz").exists()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {e["study"] for e in events} == {"study0", "study1", "broken"}
+
+    # --continue skips the finished studies and retries only the failed one
+    code, _, err = run_cli("segment", "--batch", parent, "--out-dir", out, "--model", tiny_model, "--mode", "out",
+                           "--report", "report.json", "--continue")
+    assert code == 6
+    rows = {r["study"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert rows["study0"]["status"] == "skipped" and rows["broken"]["status"] == "failed"
+
+
+def test_batch_all_good_exits_zero_and_shards_partition(run_cli, tiny_model, studies, tmp_path):
+    out = tmp_path / "results"
+    seen = []
+    for i in (1, 2):
+        code, _, err = run_cli("segment", studies["study0"], studies["study1"], "--out-dir", out, "--model", tiny_model,
+                               "--mode", "out", "--shard", f"{i}/2")
+        assert code == 0, err
+        rows = list(csv.DictReader((out / f"summary.shard{i}of2.csv").open()))
+        seen += [r["study"] for r in rows]
+    assert sorted(seen) == ["study0", "study1"]
+    code, _, err = run_cli("segment", studies["study0"], "--out-dir", out, "--model", tiny_model, "--shard", "3/2")
+    assert code == 2
