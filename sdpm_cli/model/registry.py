@@ -13,12 +13,7 @@ def model_dirs() -> list[Path]:
     dirs: list[Path] = []
     if os.environ.get("SDPM_MODELS"):
         dirs.append(Path(os.environ["SDPM_MODELS"]))
-    try:
-        from importlib.resources import files
-
-        dirs.append(Path(str(files("sdpm_cli.shipped_models"))))
-    except (ModuleNotFoundError, TypeError):
-        pass
+    dirs.append(Path(__file__).resolve().parents[1] / "shipped_models")  # installed wheel (pyproject maps models/ here)
     dirs.append(Path(__file__).resolve().parents[2] / "models")
     return dirs
 
