@@ -38,31 +38,19 @@ def make_studies(root: Path) -> dict[str, Path]:
     return studies
 
 
-def paper_extrapolated(study: Path, mode: str, device: str, threads: int, n_slices: int) -> dict:
-    """Time the paper preset on `n_slices` brain slices in-process and scale to the whole study."""
-    import numpy as np
-    import torch
-
+def brain_slices(study: Path) -> int:
     from sdpm_cli.ingest import load_study
-    from sdpm_cli.model.samplers import make_config, predict
     from sdpm_cli.pipeline import load_model
     from sdpm_cli.preprocess import prepare
 
-    torch.set_num_threads(threads)
-    lm, _ = load_model(None, device)
-    prep = prepare(load_study(study).image, lm.plan)
-    brain = np.asarray(prep.brain_slices)
-    mid = brain[len(brain) // 2 : len(brain) // 2 + n_slices]
-    x = torch.from_numpy(prep.x[mid][:, None].astype(np.float32)).to(lm.device)
-    b = torch.from_numpy(prep.brain[mid][:, None].astype(bool)).to(lm.device)
-    cfg = make_config(mode=mode, preset="paper")
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        pred = predict(lm.net, lm.sched, x, cfg, torch.Generator().manual_seed(0), brain=b)
-    if lm.device.type == "cuda":
-        torch.cuda.synchronize()
-    per_slice = (time.perf_counter() - t0) / len(mid)
-    return {"model_s_per_slice": per_slice, "calls_per_slice": pred.n_calls, "brain_slices": int(len(brain))}
+    lm, _ = load_model(None, "cpu")
+    return int(len(prepare(load_study(study).image, lm.plan).brain_slices))
+
+
+def paper_calls(mode: str) -> int:
+    from sdpm_cli.model.samplers import calls_per_slice, make_config
+
+    return calls_per_slice(make_config(mode=mode, preset="paper"), 500)[mode]
 
 
 def main() -> None:
@@ -73,7 +61,6 @@ def main() -> None:
     ap.add_argument("--presets", default="fast,paper")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--full-paper", action="store_true", help="run the paper preset end to end (hours on CPU)")
-    ap.add_argument("--paper-slices", type=int, default=1)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,16 +68,18 @@ def main() -> None:
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     rows = []
     for sname, study in studies.items():
-        fixed = None
+        fixed = per_call_s = None
         for preset in args.presets.split(","):
             for mode in args.modes.split(","):
                 if preset == "paper" and not args.full_paper:
-                    if fixed is None:
+                    if fixed is None or per_call_s is None:
                         continue
-                    p = paper_extrapolated(study, mode, args.device, args.threads, args.paper_slices)
-                    wall = fixed + p["model_s_per_slice"] * p["brain_slices"]
+                    # measured seconds per network call (fast union run) x the paper's call count
+                    n_brain = brain_slices(study)
+                    calls = paper_calls(mode)
+                    wall = fixed + per_call_s * calls * n_brain
                     rows.append({"study": sname, "preset": preset, "mode": mode, "wall_s": round(wall, 1),
-                                 "calls_per_slice": p["calls_per_slice"], "peak_rss_mb": None, "extrapolated": True})
+                                 "calls_per_slice": calls, "peak_rss_mb": None, "extrapolated": True})
                     print(json.dumps(rows[-1]), flush=True)
                     continue
                 rep = out / f"report_{sname}_{preset}_{mode}.json"
@@ -102,6 +91,8 @@ def main() -> None:
                 report = json.loads(rep.read_text())
                 run = report.get("run", {})
                 timings = run.get("timings", {})
+                if preset == "fast" and mode == "union":
+                    per_call_s = float(timings["model_s"]) / (run["n_calls_per_slice"] * brain_slices(study))
                 if preset == "fast" and mode == "out":
                     # everything but the network: the fixed cost a paper-preset run pays as well
                     fixed = r.wall_s - float(timings.get("model_s", 0.0))
