@@ -248,14 +248,8 @@ def _labels_to_native(mask_model: np.ndarray, probs_native: np.ndarray, prepared
     keep = np.max(score, axis=0) >= 0.5
     labels = np.where(keep, best + 1, 0).astype(np.uint8)
     img = sitk.GetImageFromArray(labels)
-    img.CopyInformation(prepared.grid.reference if hasattr(prepared.grid, "reference") else _reference(prepared))
+    img.CopyInformation(prepared.grid.reference)
     return img
-
-
-def _reference(prepared) -> sitk.Image:
-    from sdpm_cli.preprocess import to_native
-
-    return to_native(np.zeros_like(prepared.brain), prepared)
 
 
 def _class_volumes(labels: sitk.Image, sample_counts: list[np.ndarray], spacing_mm: float, dz_mm: float, mode: str):

@@ -1,0 +1,86 @@
+"""Choose the fast preset by measurement: Dice on the model grid of sampler settings vs. truth.
+
+    python benchmarks/accuracy/presets.py --data data/eval --cases 6 --slices 6
+
+For the first N held-out cases with a lesion, takes the brain slices with the most lesion, runs
+`predict` with each candidate setting and scores Dice per class on the model grid (pooled over the
+slices). Candidates: `out`; `salient` and `infer` with the fast preset; `infer` started at other
+T_i; and, on the same slices, a reduced `paper` preset (the paper's every-step chain and full
+salient window, with fewer repeats) to show what the fast preset gives up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from sdpm_cli.evaluate.cases import dataset_cases
+from sdpm_cli.ingest import load_study
+from sdpm_cli.model.samplers import make_config, predict
+from sdpm_cli.pipeline import load_model
+from sdpm_cli.preprocess import label_to_model, prepare
+
+
+def candidates() -> dict[str, dict]:
+    return {
+        "out": dict(mode="out"),
+        "salient fast": dict(mode="salient"),
+        "infer fast (T_i=250)": dict(mode="infer"),
+        "infer T_i=100": dict(mode="infer", T_i=100),
+        "infer T_i=25": dict(mode="infer", T_i=25),
+        "union fast": dict(mode="union"),
+        "union fast, infer T_i=25": dict(mode="union", T_i=25),
+        "salient paper window, N=8": dict(mode="salient", preset="paper", samples=8),
+        "infer paper chain (every step), N=2": dict(mode="infer", preset="paper", samples=2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/eval")
+    ap.add_argument("--cases", type=int, default=6)
+    ap.add_argument("--slices", type=int, default=6)
+    ap.add_argument("--only", default="", help="comma-separated candidate names")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    lm, _ = load_model(None, "cpu")
+    xs, ys, bs = [], [], []
+    for pair in dataset_cases(Path(args.data), "test"):
+        if len(xs) >= args.cases:
+            break
+        truth = sitk.ReadImage(str(pair.label))
+        if not sitk.GetArrayViewFromImage(truth).any():
+            continue
+        prep = prepare(load_study(pair.image).image, lm.plan)
+        lab = label_to_model(truth, prep)
+        order = np.argsort([-np.count_nonzero(lab[z]) for z in range(lab.shape[0])])[: args.slices]
+        xs.append(prep.x[order]), ys.append(lab[order]), bs.append(prep.brain[order])
+    x = torch.from_numpy(np.concatenate(xs)[:, None].astype(np.float32))
+    y = np.concatenate(ys)
+    b = torch.from_numpy(np.concatenate(bs)[:, None].astype(bool))
+    results = {}
+    names = candidates() if not args.only else {k: v for k, v in candidates().items() if k in args.only.split(",")}
+    for name, kw in names.items():
+        kw = dict(kw)
+        cfg = make_config(mode=kw.pop("mode"), preset=kw.pop("preset", "fast"), samples=kw.pop("samples", None), **kw)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            pred = predict(lm.net, lm.sched, x, cfg, torch.Generator().manual_seed(0), brain=b)
+        mask = pred.masks[cfg.mode].numpy()
+        row = {"calls_per_slice": pred.n_calls, "s": round(time.perf_counter() - t0, 1)}
+        for c, cls in ((0, "infarct"), (1, "hemorrhage")):
+            p, t = mask[:, c], y == c + 1
+            row[cls] = round(2 * np.count_nonzero(p & t) / max(1, np.count_nonzero(p) + np.count_nonzero(t)), 3)
+        results[name] = row
+        print(json.dumps({name: row}), flush=True)
+    print(json.dumps({"slices": int(x.shape[0]), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
