@@ -121,16 +121,6 @@ class Segmentation:
         return img
 
 
-def _inference_config(mode: str, preset: str, steps: Optional[int], samples: Optional[int]):
-    from sdpm_cli.model import samplers
-
-    if mode not in MODES:
-        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
-    if preset not in samplers.PRESETS:
-        raise UsageError(f"unknown preset '{preset}' (choose from {', '.join(samplers.PRESETS)})")
-    return samplers.make_config(mode=mode, preset=preset, steps=steps, samples=samples)
-
-
 def _seed_for_study(seed: int, key: str) -> int:
     # independent of processing order in batches, so a study's mask depends only on (seed, study)
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
@@ -156,13 +146,13 @@ def segment_study(
     import torch
 
     from sdpm_cli.ingest import load_study
-    from sdpm_cli.model.samplers import predict
+    from sdpm_cli.model.samplers import make_config, predict
     from sdpm_cli.preprocess import prepare, probs_to_native
 
     timings: dict[str, float] = {}
     warnings: list[str] = []
     t0 = time.perf_counter()
-    cfg = _inference_config(mode, preset, steps, samples)
+    cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples)  # validates mode and preset
     if isinstance(model, LoadedModel):
         lm = model
     else:
