@@ -54,7 +54,7 @@ def main() -> None:
     for pair in dataset_cases(Path(args.data), "test"):
         if len(xs) >= args.cases:
             break
-        truth = sitk.ReadImage(str(pair.label))
+        truth = sitk.ReadImage(str(pair.truth))
         if not sitk.GetArrayViewFromImage(truth).any():
             continue
         prep = prepare(load_study(pair.image).image, lm.plan)

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from sdpm_cli.cli import app, err, guarded, info, out, warn
+from sdpm_cli.errors import UsageError
 
 
 def _fmt_s(seconds: float) -> str:
@@ -51,6 +52,7 @@ def train_cmd(
     val_every: Optional[int] = typer.Option(None, "--val-every", help="Steps between validations; 0 = at the end only [500]."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Steps between training-state checkpoints; 0 = none [500]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Training-state file [OUT.state.pt]."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune: start from this model's weights (its architecture and preprocessing)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue exactly from a training-state file."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many total steps (checkpoint; resume later)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [auto]."),
@@ -63,7 +65,7 @@ def train_cmd(
 ) -> None:
     from sdpm_cli.train import TrainConfig, train
     from sdpm_cli.train.ddp import env_world
-    from sdpm_cli.train.loop import _load_state
+    from sdpm_cli.train.loop import _load_state, apply_init
 
     base = TrainConfig.from_dict(_load_state(resume)["config"]) if resume is not None else TrainConfig()
     given = {
@@ -79,7 +81,11 @@ def train_cmd(
     cfg["cache"] = str(cache) if cache else ""
     if width is not None:
         cfg["net"] = {**cfg["net"], **scaled_widths(width)}
-    config = TrainConfig.from_dict(cfg)
+    if init is not None:
+        if resume is not None:
+            raise UsageError("--init starts a new run; --resume continues one (its init is in the checkpoint)")
+        cfg["init"] = str(init)
+    config = apply_init(TrainConfig.from_dict(cfg))
 
     rank = env_world()[0]
     main = rank == 0

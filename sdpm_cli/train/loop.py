@@ -59,6 +59,8 @@ class TrainConfig:
     checkpoint: str = ""  # training-state file; default: <out>.state.pt
     log: str = ""  # JSON-lines log of losses and validation
     cache: str = ""  # folder for prepared-case arrays
+    init: str = ""  # start from this model's weights (fine-tuning); architecture, plan and T taken from it
+    init_sha256: str = ""  # weights digest of `init` (recorded so a resume refuses a changed file)
     device: str = "auto"
     amp: str = "auto"  # auto (bf16 where supported, else fp16; CUDA only) | bf16 | fp16 | off
     threads: int = 0  # CPU threads per process; 0 = all cores (shared among DDP ranks on one node)
@@ -231,6 +233,38 @@ def _load_state(path: Path) -> dict:
     return state
 
 
+def apply_init(cfg: TrainConfig) -> TrainConfig:
+    """Fill architecture, preprocessing plan and T from the `init` model (what fine-tuning must keep)."""
+    if not cfg.init:
+        return cfg
+    from sdpm_cli.model.checkpoint import read_header
+    from sdpm_cli.model.network import NetConfig
+    from sdpm_cli.preprocess import PreprocessPlan
+
+    head = read_header(cfg.init)
+    init_plan, init_T = head.get("preprocess") or {}, int(head.get("schedule", {}).get("T", 500))
+    if cfg.net and NetConfig.from_dict(cfg.net) != NetConfig.from_dict(head["architecture"]):
+        raise UsageError("--init: the model's architecture is fixed by the init model (drop --width)")
+    if cfg.plan and PreprocessPlan.from_dict(cfg.plan) != PreprocessPlan.from_dict(init_plan):
+        raise UsageError("--init: the preprocessing plan is fixed by the init model")
+    changes = {"net": dict(head["architecture"]), "plan": dict(init_plan), "T": init_T,
+               "init_sha256": head.get("sha256", "")}
+    return TrainConfig.from_dict({**cfg.to_dict(), **changes})
+
+
+def init_weights(cfg: TrainConfig, net_cfg) -> torch.nn.Module:
+    """The init model's network, checked against the architecture and digest this run records."""
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.model.network import NetConfig
+
+    net, head = load_checkpoint(cfg.init)
+    if NetConfig.from_dict(head["architecture"]) != net_cfg:
+        raise UsageError("--init: the model's architecture differs from this run's")
+    if cfg.init_sha256 and head.get("sha256") != cfg.init_sha256:
+        raise UsageError("--init: the init model changed since this run started (its sha256 differs)")
+    return net
+
+
 def check_resume_compatible(cfg: TrainConfig, saved: dict) -> None:
     """Refuse a resume whose settings would change the trajectory (the losses would not continue)."""
     old = TrainConfig.from_dict(saved)
@@ -378,7 +412,10 @@ def train(
 
         net_cfg = NetConfig.from_dict(cfg.net)
         torch.manual_seed(cfg.seed)
-        net = SDPMNet(net_cfg).to(device)
+        net = SDPMNet(net_cfg)
+        if cfg.init and saved is None:
+            net.load_state_dict(init_weights(cfg, net_cfg).state_dict())
+        net = net.to(device)
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
         net.train()
@@ -565,6 +602,7 @@ def _model_header(cfg, plan, net_cfg, digest, cases, train_set, val_set, losses,
             "wall_time_s": round(wall, 1),
             "final_losses": final,
             "val_dice": val_hist[-1] if val_hist else None,
-            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("data", "out", "checkpoint", "log", "cache")},
+            "init": {"name": Path(cfg.init).name, "sha256": cfg.init_sha256} if cfg.init else None,
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("data", "out", "checkpoint", "log", "cache", "init")},
         },
     }

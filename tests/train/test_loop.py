@@ -102,3 +102,27 @@ def test_resume_refuses_changed_settings_and_foreign_files(tiny_dataset, tmp_pat
         train(tiny_config(tiny_dataset, tmp_path, steps=6), resume=junk)
     with pytest.raises(UsageError, match="no such training-state file"):
         train(tiny_config(tiny_dataset, tmp_path, steps=6), resume=tmp_path / "missing.pt")
+
+
+def test_init_fine_tunes_from_a_model_and_records_it(tiny_dataset, tmp_path):
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.train.loop import apply_init
+
+    base = train(tiny_config(tiny_dataset, tmp_path / "a", steps=8))
+    init_path = tmp_path / "a" / "model.pt"
+    _, init_head = load_checkpoint(init_path)
+    # architecture, plan and T come from the init model, not from the run's (empty) settings
+    cfg = apply_init(tiny_config(tiny_dataset, tmp_path / "b", steps=4, net={}, plan={}, init=str(init_path)))
+    assert cfg.net == init_head["architecture"] and cfg.plan == init_head["preprocess"]
+    assert cfg.init_sha256 == init_head["sha256"]
+    # zero learning rate: the fine-tuned weights are exactly the init weights (EMA of constants)
+    frozen = train(apply_init(tiny_config(tiny_dataset, tmp_path / "c", steps=3, lr_init=1e-30, lr_min=0.0,
+                                          init=str(init_path))))
+    sa, sb = base.net.state_dict(), frozen.net.state_dict()
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa)
+    _, head = load_checkpoint(tmp_path / "c" / "model.pt")
+    assert head["training"]["init"] == {"name": "model.pt", "sha256": init_head["sha256"]}
+    with pytest.raises(UsageError, match="architecture is fixed by the init model"):
+        apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(init_path), net={"widths": [4, 8], "decoder_widths": [4, 8]}))
+    with pytest.raises(ModelError, match="not found"):
+        apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(tmp_path / "missing.pt")))
