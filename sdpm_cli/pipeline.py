@@ -43,6 +43,16 @@ class LoadedModel:
     def sha256(self) -> str:
         return self.header.get("sha256", "")
 
+    @property
+    def lesion_filter(self) -> "LesionFilter":  # noqa: F821
+        """The model's own component filter (header `postprocess.lesion_filter`; none if absent)."""
+        from sdpm_cli.postprocess.components import LesionFilter
+
+        try:
+            return LesionFilter.from_dict((self.header.get("postprocess") or {}).get("lesion_filter"))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{self.path.name}: unusable postprocess settings in its header: {exc}") from None
+
 
 def resolve_device(spec: str = "auto") -> tuple["torch.device", list[str]]:  # noqa: F821
     """`auto` picks CUDA when present; a CUDA request without CUDA falls back to CPU with a warning."""
@@ -110,6 +120,7 @@ class Segmentation:
     seed: int
     device: str
     n_calls_per_slice: int
+    lesion_filter: dict = field(default_factory=dict)  # the component filter applied (empty: none)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -140,10 +151,17 @@ def segment_study(
     correct_tilt: bool = False,
     resample_gaps: bool = False,
     batch_slices: int = 8,
+    lesion_filter: Optional[dict] = None,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> Segmentation:
-    """Segment one study; see docs/ARCHITECTURE.md for the stages."""
+    """Segment one study; see docs/ARCHITECTURE.md for the stages.
+
+    `lesion_filter`: the 3-D component filter (postprocess.components); None = the model's own
+    (its header's `postprocess.lesion_filter`), {} = none.
+    """
     import torch
+
+    from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
 
     from sdpm_cli.ingest import load_study
     from sdpm_cli.model.samplers import make_config, predict
@@ -179,7 +197,7 @@ def segment_study(
     run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
     masks_model = {m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes}
     prob_model = np.zeros((C, Z, H, W), dtype=np.float32)
-    sample_counts: list[np.ndarray] = []  # each [S, C] summed over the chunk's slices
+    sample_masks: Optional[np.ndarray] = None  # bool [S, C, Z, H, W], each sample's cleaned mask
     key = str(getattr(study.series, "uid", "")) or str(study_or_path)
     gen = torch.Generator(device="cpu").manual_seed(_seed_for_study(seed, key))
     slices = np.asarray(prepared.brain_slices, dtype=int)
@@ -194,16 +212,26 @@ def segment_study(
             prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in run_modes:
                 masks_model[m][:, idx] = pred.masks[m].cpu().numpy().transpose(1, 0, 2, 3).astype(np.uint8)
-            sample_counts.append(pred.sample_counts_cleaned.float().cpu().numpy().sum(axis=1))
+            if sample_masks is None:
+                sample_masks = np.zeros((pred.sample_masks.shape[0], C, Z, H, W), dtype=bool)
+            sample_masks[:, :, idx] = pred.sample_masks.cpu().numpy().transpose(0, 2, 1, 3, 4)
             if progress:
                 progress(min(start + batch_slices, len(slices)), len(slices))
     timings["model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    dz = float(study.image.GetSpacing()[2])
+    flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
+    model_voxel_ml = lm.plan.spacing_mm**2 * dz / 1000.0
+    if flt.active:  # on the model grid, so the masks and every sample's mask are filtered alike
+        masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz).astype(np.uint8) for m, v in masks_model.items()}
+        if sample_masks is not None:
+            sample_masks = filter_class_masks(sample_masks, flt, model_voxel_ml, dz)
+    sample_counts = sample_masks.reshape(*sample_masks.shape[:2], -1).sum(-1) if sample_masks is not None else None
     probs_native = probs_to_native(prob_model, prepared)
     labels_by_mode = {m: _labels_to_native(masks_model[m], probs_native, prepared) for m in run_modes}
     labels = labels_by_mode[mode]
-    volumes = _class_volumes(labels, sample_counts, lm.plan.spacing_mm, study.image.GetSpacing()[2], mode)
+    volumes = _class_volumes(labels, sample_counts, model_voxel_ml, mode)
     timings["postprocess_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return Segmentation(
@@ -218,6 +246,7 @@ def segment_study(
         seed=seed,
         device=str(lm.device),
         n_calls_per_slice=n_calls,
+        lesion_filter=flt.to_dict() if flt.active else {},
         timings=timings,
         warnings=warnings,
     )
@@ -242,12 +271,12 @@ def _labels_to_native(mask_model: np.ndarray, probs_native: np.ndarray, prepared
     return img
 
 
-def _class_volumes(labels: sitk.Image, sample_counts: list[np.ndarray], spacing_mm: float, dz_mm: float, mode: str):
+def _class_volumes(labels: sitk.Image, sample_counts: Optional[np.ndarray], model_voxel_ml: float, mode: str):
     """Point volume from the native mask; 95% interval from the per-sample volumes on the model grid."""
     arr = sitk.GetArrayViewFromImage(labels)
     voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
-    per_sample = np.sum(sample_counts, axis=0) if sample_counts else np.zeros((1, len(CLASSES)))  # [S, C]
-    sample_ml = per_sample * (spacing_mm * spacing_mm * dz_mm) / 1000.0
+    per_sample = sample_counts if sample_counts is not None else np.zeros((1, len(CLASSES)))  # [S, C]
+    sample_ml = per_sample * model_voxel_ml
     out: dict[str, ClassVolume] = {}
     for c, name in CLASSES.items():
         vol = float(np.count_nonzero(arr == c)) * voxel_ml

@@ -34,6 +34,7 @@ def evaluate_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint for --data (default: the shipped model)."),
     modes: str = typer.Option("union", "--modes", help="Comma-separated modes for --data: out,salient,infer,union."),
     preset: str = typer.Option("fast", "--preset", help="Sampler preset for --data (fast or paper)."),
+    no_lesion_filter: bool = typer.Option(False, "--no-lesion-filter", help="--data: keep every predicted lesion (skip the model's filter)."),
     seed: int = typer.Option(0, "--seed", help="Random seed for --data."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (for --data)."),
     split: str = typer.Option("test", "--split", help="With an nnU-Net folder: test (imagesTs) or train (imagesTr)."),
@@ -59,7 +60,8 @@ def evaluate_cmd(
                 info(f"[{i + 1}/{n}] segmenting {case}")
 
         run = evaluate_dataset(
-            data, modes=mode_list, model=model, preset=preset, seed=seed, device=device, split=split, progress=progress
+            data, modes=mode_list, model=model, preset=preset, seed=seed, device=device, split=split, progress=progress,
+            lesion_filter={} if no_lesion_filter else None,
         )
     else:
         run = evaluate_folders(pred_dir, truth_dir, name=name)

@@ -44,13 +44,15 @@ def segment_cmd(
     resume: bool = typer.Option(False, "--continue", help="Batch: skip studies that already finished."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch: process shard i of n (i/n, 1-based), for array jobs."),
     log_json: Optional[Path] = typer.Option(None, "--log-json", help="Batch: JSON-lines event log."),
+    no_lesion_filter: bool = typer.Option(False, "--no-lesion-filter", help="Keep every predicted lesion (skip the model's size/extent filter)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
     run = dict(mode=mode, preset=preset, device=device, seed=seed, steps=steps, samples=samples,
-               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
+               lesion_filter={} if no_lesion_filter else None)
     is_batch = batch is not None or out_dir is not None or (studies and len(studies) > 1)
     if not is_batch:
         if not studies:

@@ -111,6 +111,7 @@ def evaluate_dataset(
     device: str = "auto",
     split: str = "test",
     progress: Optional[Callable[[int, int, str], None]] = None,
+    lesion_filter: Optional[dict] = None,
 ) -> EvalRun:
     """Segment every case of a dataset with the model, then score each requested mode.
 
@@ -132,7 +133,8 @@ def evaluate_dataset(
             progress(i, len(pairs), p.case)
         truth = read_labels(p.truth, p.case, "truth")
         try:
-            seg = pipeline.segment_study(p.image, model=lm, mode=run_mode, preset=preset, seed=seed, device=device)
+            seg = pipeline.segment_study(p.image, model=lm, mode=run_mode, preset=preset, seed=seed, device=device,
+                                        lesion_filter=lesion_filter)
         except ModelError:
             raise
         except SdpmError as exc:

@@ -121,3 +121,16 @@ def load_checkpoint(path, map_location="cpu") -> tuple[SDPMNet, dict[str, Any]]:
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
         raise ModelError(f"{path.name}: weights do not match the architecture in its header ({detail[:200]})") from None
     return net.eval(), header
+
+
+def update_header(path, updates: dict[str, Any], out=None, force: bool = False) -> Path:
+    """Rewrite a checkpoint with some header fields replaced (e.g. `postprocess` chosen on validation).
+
+    The weights, and so their sha256, are unchanged; the architecture, format and digest are never
+    taken from `updates`.
+    """
+    net, header = load_checkpoint(path)
+    fixed = {"architecture", "format", "format_version", "sha256"}
+    header.update({k: v for k, v in updates.items() if k not in fixed})
+    same_file = out is None or Path(out).resolve() == Path(path).resolve()
+    return save_checkpoint(path if out is None else out, net, header, force=force or same_file)

@@ -128,6 +128,8 @@ class Prediction:
     # [S,B,C] the same per-sample counts after the mask's cleanup (same definition as `masks`), so an
     # interval built from them is comparable with the cleaned point volume
     sample_counts_cleaned: Optional[Tensor] = None
+    # bool [S,B,C,H,W] each sample's cleaned mask (what sample_counts_cleaned counts), for 3-D filters
+    sample_masks: Optional[Tensor] = None
 
 
 def _to_prob(y0: Tensor) -> Tensor:
@@ -294,8 +296,9 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
     calls = calls_per_slice(cfg, sched.T)
     if cfg.mode != "union":
         m = cfg.mode
-        cleaned = _sample_masks(samples[m], brain, cfg).flatten(3).sum(-1)
-        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs, cleaned)
+        per_sample = _sample_masks(samples[m], brain, cfg)
+        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs,
+                          per_sample.flatten(3).sum(-1), per_sample)
     # union: sample s combines out, salient repeat s and infer run s (cycling the shorter one)
     S = max(p.shape[0] for p in samples.values())
     p_union = torch.stack([
@@ -308,8 +311,9 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
     masks["union"] = masks["out"] | masks["salient"] | masks["infer"]
     probs["union"] = prob_u
     per = {m: _sample_masks(samples[m], brain, cfg) for m in ("out", "salient", "infer")}
-    cleaned = torch.stack([
-        (per["out"][0] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]])
-        .flatten(2).sum(-1) for s in range(S)
+    per_sample = torch.stack([
+        per["out"][0] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]]
+        for s in range(S)
     ])
-    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs, cleaned)
+    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs,
+                      per_sample.flatten(3).sum(-1), per_sample)

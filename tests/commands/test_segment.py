@@ -171,3 +171,33 @@ def test_batch_all_good_exits_zero_and_shards_partition(run_cli, tiny_model, stu
     assert sorted(seen) == ["study0", "study1"]
     code, _, err = run_cli("segment", studies["study0"], "--out-dir", out, "--model", tiny_model, "--shard", "3/2")
     assert code == 2
+
+
+def test_lesion_filter_from_the_model_header_applies_to_mask_and_interval(run_cli, tiny_model, studies, tmp_path):
+    from sdpm_cli.model.checkpoint import read_header, update_header
+    from sdpm_cli.pipeline import segment_study
+
+    plain = segment_study(studies["study1"], model=tiny_model, mode="union", seed=1)
+    assert plain.lesion_filter == {}
+    before = sum(v.volume_ml for v in plain.volumes.values())
+    assert before > 0  # the random tiny model calls some lesion, so the filter has work to do
+    huge = {"infarct": {"min_ml": 1e6}, "hemorrhage": {"min_ml": 1e6}}
+    filtered_model = update_header(tiny_model, {"postprocess": {"lesion_filter": huge}}, out=tmp_path / "f.pt")
+    assert read_header(filtered_model)["sha256"] == read_header(tiny_model)["sha256"]  # same weights
+    seg = segment_study(studies["study1"], model=filtered_model, mode="union", seed=1)
+    assert not sitk.GetArrayFromImage(seg.labels).any()
+    for v in seg.volumes.values():
+        assert v.volume_ml == 0 and v.ci95_ml == (0.0, 0.0)
+    assert seg.lesion_filter["infarct"]["min_ml"] == 1e6
+    # an explicit empty filter turns the model's off: the same answer as the plain model
+    off = segment_study(studies["study1"], model=filtered_model, mode="union", seed=1, lesion_filter={})
+    assert np.array_equal(sitk.GetArrayFromImage(off.labels), sitk.GetArrayFromImage(plain.labels))
+    report = tmp_path / "r.json"
+    code, _, err = run_cli("segment", studies["study1"], "--model", filtered_model, "--mode", "out",
+                           "--out", tmp_path / "m.nii.gz", "--report", report, "--quiet")
+    assert code == 0, err
+    assert json.loads(report.read_text())["run"]["lesion_filter"]["hemorrhage"]["min_ml"] == 1e6
+    code, _, err = run_cli("segment", studies["study1"], "--model", filtered_model, "--mode", "out", "--no-lesion-filter",
+                           "--out", tmp_path / "m2.nii.gz", "--report", tmp_path / "r2.json", "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r2.json").read_text())["run"]["lesion_filter"] == {}

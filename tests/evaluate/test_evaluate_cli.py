@@ -166,7 +166,7 @@ class FakePipeline:
     def load_model(self, model, device):
         return SimpleNamespace(name="fake", sha256="0" * 64, device="cpu"), []
 
-    def segment_study(self, path, *, model, mode, preset, seed, device):
+    def segment_study(self, path, *, model, mode, preset, seed, device, lesion_filter=None):
         self.calls.append((Path(path).name, mode))
         if self.fail_case and self.fail_case in str(path):
             raise InputRejected("no axial CT series in the study")
