@@ -1,6 +1,6 @@
 """Choose the fast preset by measurement: Dice on the model grid of sampler settings vs. truth.
 
-    python benchmarks/accuracy/presets.py --data data/eval --cases 6 --slices 6
+    python benchmarks/accuracy/presets.py --data data/val --cases 6 --slices 6
 
 For the first N held-out cases with a lesion, takes the brain slices with the most lesion, runs
 `predict` with each candidate setting and scores Dice per class on the model grid (pooled over the
@@ -43,12 +43,13 @@ def candidates() -> dict[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/eval")
+    ap.add_argument("--data", default="data/val", help="validation studies (not the test set: this chooses settings)")
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--slices", type=int, default=6)
     ap.add_argument("--only", default="", help="comma-separated candidate names")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     lm, _ = load_model(None, "cpu")
     xs, ys, bs = [], [], []
     for pair in dataset_cases(Path(args.data), "test"):
