@@ -27,11 +27,27 @@ from sdpm_cli.evaluate.cases import dataset_cases
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.model.checkpoint import update_header
 from sdpm_cli.pipeline import load_model, segment_study
-from sdpm_cli.postprocess.components import ComponentRule, component_keep
+from sdpm_cli.postprocess.components import ComponentRule, LesionFilter, component_keep, filter_class_masks
 
 
 def _floats(s: str) -> list[float]:
     return [float(v) for v in s.split(",") if v.strip()]
+
+
+def apply_folder(flt: LesionFilter, src: Path, dst: Path) -> None:
+    """Filter every label file of `src` into `dst` (the same rule the pipeline applies to SDPM)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.glob("*.nii.gz")):
+        img = sitk.ReadImage(str(f))
+        lab = sitk.GetArrayFromImage(img)
+        masks = np.stack([lab == c for c in CLASSES])
+        keep = filter_class_masks(masks, flt, float(np.prod(img.GetSpacing())) / 1000.0, float(img.GetSpacing()[2]))
+        out = np.zeros_like(lab)
+        for i, c in enumerate(CLASSES):
+            out[keep[i]] = c
+        o = sitk.GetImageFromArray(out)
+        o.CopyInformation(img)
+        sitk.WriteImage(o, str(dst / f.name), useCompression=True)
 
 
 def main() -> None:
@@ -47,6 +63,9 @@ def main() -> None:
     ap.add_argument("--dice-tolerance", type=float, default=0.01)
     ap.add_argument("--out", default="runs/postprocess.json", help="the full table as JSON")
     ap.add_argument("--write", default=None, help="write the chosen filter into this checkpoint (may be --model)")
+    ap.add_argument("--apply-to", default=None, help="a folder of predicted label files (e.g. a baseline's test "
+                    "predictions) to filter with the chosen rule ...")
+    ap.add_argument("--apply-out", default=None, help="... into this folder (same file names)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     lm = None if args.pred else load_model(args.model, "cpu")[0]
@@ -105,6 +124,9 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\nchosen: {json.dumps(chosen)}; table in {args.out}")
+    if args.apply_to and args.apply_out:
+        apply_folder(LesionFilter.from_dict(chosen), Path(args.apply_to), Path(args.apply_out))
+        print(f"filtered {args.apply_to} -> {args.apply_out}")
     if args.write and lm is not None:
         post = dict(lm.header.get("postprocess") or {})
         post["lesion_filter"] = chosen

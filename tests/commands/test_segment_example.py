@@ -36,4 +36,9 @@ def test_default_model_finds_the_demo_hemorrhage(run_cli, tmp_path):
     true_ml = np.count_nonzero(t) * np.prod(truth.GetSpacing()) / 1000
     assert rep["volumes"]["hemorrhage"]["volume_ml"] == pytest.approx(true_ml, rel=0.15)
     assert rep["model"]["sha256"]
+    # the model's own lesion filter is applied by default and reported
+    from sdpm_cli.model.checkpoint import read_header
+
+    shipped = read_header(default_model_path())["postprocess"]["lesion_filter"]
+    assert rep["run"]["lesion_filter"] == shipped and shipped["infarct"]["min_extent_mm"] > 0
     assert "hemorrhage:" in out
