@@ -82,6 +82,8 @@ def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tu
     from sdpm_cli.model.registry import default_model_path
     from sdpm_cli.preprocess import PreprocessPlan
 
+    import torch
+
     dev, warnings = resolve_device(device)
     if model is None:
         path = default_model_path()
@@ -91,6 +93,8 @@ def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tu
         path = Path(model)
     net, header = load_checkpoint(path, map_location="cpu")
     net = net.to(dev).eval()
+    if dev.type == "cpu":  # NHWC convolutions: 1.48x faster per call on 2 cores (benchmarks/floor.py)
+        net = net.to(memory_format=torch.channels_last)
     T = int(header.get("schedule", {}).get("T", 500))
     plan = PreprocessPlan.from_dict(header["preprocess"]) if header.get("preprocess") else PreprocessPlan()
     return LoadedModel(net=net, sched=sigmoid_schedule(T), plan=plan, header=header, path=path, device=dev), warnings

@@ -2,7 +2,7 @@
 
     python benchmarks/accuracy/presets.py --data data/val --cases 6 --slices 6
 
-For the first N held-out cases with a lesion, takes the brain slices with the most lesion, runs
+For the first N validation cases with a lesion, takes the brain slices with the most lesion, runs
 `predict` with each candidate setting and scores Dice per class on the model grid (pooled over the
 slices). Candidates: `out`; `salient` and `infer` with the fast preset; `infer` started at other
 T_i; and, on the same slices, a reduced `paper` preset (the paper's every-step chain and full
@@ -31,13 +31,13 @@ def candidates() -> dict[str, dict]:
     return {
         "out": dict(mode="out"),
         "salient fast": dict(mode="salient"),
-        "infer fast (T_i=250)": dict(mode="infer"),
+        "infer fast (T_i=25)": dict(mode="infer"),
         "infer T_i=100": dict(mode="infer", T_i=100),
-        "infer T_i=25": dict(mode="infer", T_i=25),
+        "infer T_i=250 (the paper's start)": dict(mode="infer", T_i=250),
         "union fast": dict(mode="union"),
-        "union fast, infer T_i=25": dict(mode="union", T_i=25),
         "salient paper window, N=8": dict(mode="salient", preset="paper", samples=8),
-        "infer paper chain (every step), N=2": dict(mode="infer", preset="paper", samples=2),
+        "infer paper chain (every step from T/2), N=2": dict(mode="infer", preset="paper", samples=2),
+        "infer every step from 25, N=8": dict(mode="infer", preset="paper", T_i=25, samples=8),
     }
 
 
