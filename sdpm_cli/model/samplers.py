@@ -127,11 +127,14 @@ class Prediction:
     n_calls: int  # network calls per slice
     sample_counts: Tensor  # [S,B,C] pixels with per-sample probability >= threshold (before cleanup)
     probs: dict[str, Tensor] = field(default_factory=dict)  # mode -> [B,C,H,W], each mode computed
-    # [S,B,C] the same per-sample counts after the mask's cleanup (same definition as `masks`), so an
-    # interval built from them is comparable with the cleaned point volume
-    sample_counts_cleaned: Optional[Tensor] = None
-    # bool [S,B,C,H,W] each sample's cleaned mask (what sample_counts_cleaned counts), for 3-D filters
+    # bool [S,B,C,H,W] each sample's mask after the same threshold, brain and cleanup as `masks`
+    # (what a volume interval comparable with the cleaned point volume is built from)
     sample_masks: Optional[Tensor] = None
+
+    @property
+    def sample_counts_cleaned(self) -> Optional[Tensor]:
+        """[S,B,C] pixels of each sample's cleaned mask."""
+        return None if self.sample_masks is None else self.sample_masks.flatten(3).sum(-1)
 
 
 def _to_prob(y0: Tensor) -> Tensor:
@@ -299,8 +302,7 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
     if cfg.mode != "union":
         m = cfg.mode
         per_sample = _sample_masks(samples[m], brain, cfg)
-        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs,
-                          per_sample.flatten(3).sum(-1), per_sample)
+        return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs, per_sample)
     # union: sample s combines out, salient repeat s and infer run s (cycling the shorter one)
     S = max(p.shape[0] for p in samples.values())
     p_union = torch.stack([
@@ -317,5 +319,4 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
         per["out"][0] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]]
         for s in range(S)
     ])
-    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs,
-                      per_sample.flatten(3).sum(-1), per_sample)
+    return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs, per_sample)
