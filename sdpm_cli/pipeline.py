@@ -77,12 +77,12 @@ def resolve_device(spec: str = "auto") -> tuple["torch.device", list[str]]:  # n
 
 def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tuple[LoadedModel, list[str]]:
     """Load a checkpoint (default: the shipped model) onto a device."""
+    import torch
+
     from sdpm_cli.model.checkpoint import load_checkpoint
     from sdpm_cli.model.diffusion import sigmoid_schedule
     from sdpm_cli.model.registry import default_model_path
     from sdpm_cli.preprocess import PreprocessPlan
-
-    import torch
 
     dev, warnings = resolve_device(device)
     if model is None:
@@ -201,7 +201,11 @@ def segment_study(
     run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
     masks_model = {m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes}
     prob_model = np.zeros((C, Z, H, W), dtype=np.float32)
-    sample_masks: Optional[np.ndarray] = None  # bool [S, C, Z, H, W], each sample's cleaned mask
+    flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
+    # each sample's whole-volume mask is kept only when a 3-D filter needs it (S x the label volume:
+    # ~340 MB for the paper preset on a 66-slice study); otherwise its pixel counts are enough
+    sample_masks: Optional[np.ndarray] = None  # bool [S, C, Z, H, W]
+    sample_counts: Optional[np.ndarray] = None  # [S, C]
     key = str(getattr(study.series, "uid", "")) or str(study_or_path)
     gen = torch.Generator(device="cpu").manual_seed(_seed_for_study(seed, key))
     slices = np.asarray(prepared.brain_slices, dtype=int)
@@ -216,22 +220,24 @@ def segment_study(
             prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in run_modes:
                 masks_model[m][:, idx] = pred.masks[m].cpu().numpy().transpose(1, 0, 2, 3).astype(np.uint8)
-            if sample_masks is None:
-                sample_masks = np.zeros((pred.sample_masks.shape[0], C, Z, H, W), dtype=bool)
-            sample_masks[:, :, idx] = pred.sample_masks.cpu().numpy().transpose(0, 2, 1, 3, 4)
+            if flt.active:
+                if sample_masks is None:
+                    sample_masks = np.zeros((pred.sample_masks.shape[0], C, Z, H, W), dtype=bool)
+                sample_masks[:, :, idx] = pred.sample_masks.cpu().numpy().transpose(0, 2, 1, 3, 4)
+            else:
+                counts = pred.sample_counts_cleaned.cpu().numpy().sum(axis=1)
+                sample_counts = counts if sample_counts is None else sample_counts + counts
             if progress:
                 progress(min(start + batch_slices, len(slices)), len(slices))
     timings["model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     dz = float(study.image.GetSpacing()[2])
-    flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
     model_voxel_ml = lm.plan.spacing_mm**2 * dz / 1000.0
     if flt.active:  # on the model grid, so the masks and every sample's mask are filtered alike
         masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz).astype(np.uint8) for m, v in masks_model.items()}
         if sample_masks is not None:
-            sample_masks = filter_class_masks(sample_masks, flt, model_voxel_ml, dz)
-    sample_counts = sample_masks.reshape(*sample_masks.shape[:2], -1).sum(-1) if sample_masks is not None else None
+            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
     probs_native = probs_to_native(prob_model, prepared)
     labels_by_mode = {m: _labels_to_native(masks_model[m], probs_native, prepared) for m in run_modes}
     labels = labels_by_mode[mode]

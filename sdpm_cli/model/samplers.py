@@ -314,9 +314,9 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
     prob_u = torch.maximum(torch.maximum(probs["out"], probs["salient"]), probs["infer"])
     masks["union"] = masks["out"] | masks["salient"] | masks["infer"]
     probs["union"] = prob_u
-    per = {m: _sample_masks(samples[m], brain, cfg) for m in ("out", "salient", "infer")}
+    per = {m: _sample_masks(samples[m], brain, cfg) for m in ("salient", "infer")}  # `out` has one sample: masks["out"]
     per_sample = torch.stack([
-        per["out"][0] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]]
+        masks["out"] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]]
         for s in range(S)
     ])
     return Prediction(prob_u, spread_u, masks, calls["union"], counts_u, probs, per_sample)
