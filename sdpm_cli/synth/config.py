@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 LESION_CHOICES = ("both", "infarct", "hemorrhage", "none")
+# Phantom families, built independently so that over-fitting to one generator shows in our numbers:
+# "analytic" (family A, the training generator: analytic anatomy, sdpm_cli.synth.anatomy) and
+# "atlas" (family B, held out: real cortical anatomy from the MNI ICBM152 atlas, sdpm_cli.synth.atlas).
+FAMILY_CHOICES = ("analytic", "atlas")
 FORMAT_CHOICES = ("nifti", "dicom", "both")
 
 # Noise sigma (HU) ranges by slice thickness: thinner slices are noisier at the same dose; all within
@@ -30,10 +34,13 @@ class SynthConfig:
     max_rotation_deg: tuple[float, float, float] = (6.0, 4.0, 4.0)  # pitch, yaw, roll (uniform +-)
     streak_prob: float = 0.5                            # beam-hardening streaks near the skull base
     with_tissue: bool = False                           # also return the tissue class map (tests, QC)
+    family: str = "analytic"                            # analytic (family A) | atlas (family B); see FAMILY_CHOICES
 
     def __post_init__(self) -> None:
         if self.lesion not in LESION_CHOICES:
             raise ValueError(f"lesion must be one of {LESION_CHOICES}")
+        if self.family not in FAMILY_CHOICES:
+            raise ValueError(f"family must be one of {FAMILY_CHOICES}")
         if len(self.thicknesses_mm) != len(self.thickness_weights) or not self.thicknesses_mm:
             raise ValueError("thicknesses_mm and thickness_weights must have the same, non-zero length")
         if self.work_factor not in (1, 2):

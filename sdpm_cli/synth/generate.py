@@ -35,6 +35,10 @@ def _image(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:
 def generate_case(seed: int, cfg: SynthConfig | None = None) -> SynthCase:
     """A deterministic function of (seed, cfg): same inputs, bit-identical image, label and meta."""
     cfg = cfg or SynthConfig()
+    if cfg.family == "atlas":  # family B: a different generator (held out from training)
+        from sdpm_cli.synth.atlas import generate_atlas_case
+
+        return generate_atlas_case(seed, cfg)
     # independent streams: the head, protocol, pose and lesion plan do not change with the matrix or
     # the anatomy resolution, and the scanner's noise does not move the lesions
     r_head, r_prot, r_pose, r_plan, r_anat, r_les, r_scan = (np.random.default_rng(s) for s in case_streams(seed))
