@@ -53,6 +53,9 @@ class Anatomy:
     vent: np.ndarray        # ventricular CSF fraction
     depth: np.ndarray       # mm below the brain surface (negative in the subarachnoid space)
     cerebrum: np.ndarray    # weight of the supratentorial compartment
+    table_depth: np.ndarray | None = None  # mm below the inner table / cranial floor (> 0 inside the cavity)
+    cisterns: np.ndarray | None = None     # fissure, Sylvian and basal-cistern CSF fraction (subarachnoid blood)
+    sulci: np.ndarray | None = None        # sulcal + convexity subarachnoid CSF fraction
     centres: dict = field(default_factory=dict)  # named landmarks (mm) for lesion placement
     tissue: np.ndarray | None = None
 
@@ -343,6 +346,10 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
             calcs.append(((c[0], c[1] + 2, c[2] - 1), (2.5, 4.0, 2.5)))
     if p.flags.get("falx_calc"):
         calcs.append(((0, float(rng.uniform(-30, 20)) * s, 40 * s), (1.2, 7.0, 3.5)))
+    if p.flags.get("basal_calc"):  # globus pallidus calcification (a bilateral, blood-like mimic)
+        for side in (-1, 1):
+            c = cent[f"lentiform_{side}"]
+            calcs.append(((c[0] - side * 4 * s, c[1] + 1, c[2]), tuple(float(v) for v in rng.uniform(1.5, 3.5, 3))))
     for c, rr in calcs:
         sl, d = ellipsoid(g, c, rr)
         frac = np.zeros(shape, F32)
@@ -431,5 +438,8 @@ def build_anatomy(p: HeadParams, h: float, rng: np.random.Generator, with_tissue
     del diploe
     cent.update({"pf_floor": float(F.min())})
     depth = D.astype(F32, copy=False)
+    cisterns = np.maximum(np.maximum(fis, syl), cist) * cav
     return Anatomy(grid=g, params=p, hu=hu, cav=cav, paren=paren.astype(F32), gm=gm_frac, csf_surface=csf_surface * cerebrum,
-                   vent=vent * cav, depth=depth, cerebrum=cerebrum, centres=cent, tissue=tissue)
+                   vent=vent * cav, depth=depth, cerebrum=cerebrum, centres=cent, tissue=tissue,
+                   table_depth=D_s.astype(F32, copy=False), cisterns=cisterns.astype(F32, copy=False),
+                   sulci=(csf_surface * cav).astype(F32, copy=False))

@@ -6,8 +6,15 @@ fractions sum to at most 1 everywhere), which makes the per-lesion volumes add u
 
 * infarct (label 1): territorial wedges (MCA, MCA branch, ACA, PCA) from a deep apex out to the cortex,
   hypodense by 3-12 HU with loss of grey-white contrast and sulcal effacement; lacunes 0.1-2 mL.
-* hemorrhage (label 2): lobar and deep (basal ganglia, thalamus) haematomas 50-90 HU with an unlabelled
-  hypodense oedema rim; intraventricular blood that layers in the dependent ventricles.
+* hemorrhage (label 2) is any acute intracranial blood: lobar and deep (basal ganglia, thalamus)
+  haematomas with an unlabelled hypodense oedema rim; intraventricular blood that layers in the
+  dependent ventricles; subdural crescents over the convexity or along the falx; epidural lenses;
+  subarachnoid blood filling sulci, fissures and basal cisterns; cortical contusions (often several).
+  Blood is always brighter than the brain around it (DomainRanges.blood_above_brain_hu).
+* mimics (never labelled, listed in meta["mimics"]): old infarcts (encephalomalacia, CSF-like),
+  calcifications and dense sinuses (anatomy), beam hardening, metal and motion (scanner).
+
+Every lesion records its location class (LOCATION_CLASSES), which the report's lesion table uses too.
 """
 
 from __future__ import annotations
@@ -17,15 +24,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sdpm_cli.synth.anatomy import Anatomy
-from sdpm_cli.synth.fields import F32, coarse_noise, ellipsoid, rot_matrix, soft_in
+from sdpm_cli.synth.config import DOMAINS, DomainRanges
+from sdpm_cli.synth.fields import F32, bump, coarse_noise, ellipsoid, rot_matrix, soft_in
 
 INFARCT, HEMORRHAGE = 1, 2
+LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
+HEMORRHAGE_KINDS = ("lobar", "deep", "intraventricular", "subdural", "epidural", "subarachnoid", "contusion")
+INFARCT_KINDS = ("territorial", "lacune")
+LOCATION_OF_KIND = {"territorial": "intra-axial", "lacune": "intra-axial", "lobar": "intra-axial", "deep": "intra-axial",
+                    "contusion": "intra-axial", "intraventricular": "intraventricular", "subdural": "extra-axial",
+                    "epidural": "extra-axial", "subarachnoid": "subarachnoid"}
 
 
 @dataclass
 class Lesion:
     cls: int                # 1 infarct, 2 hemorrhage
-    kind: str               # territorial | lacune | lobar | deep | intraventricular
+    kind: str               # INFARCT_KINDS | HEMORRHAGE_KINDS
     location: str
     sl: tuple               # crop of the canonical grid
     frac: np.ndarray        # truth fraction in the crop
@@ -34,6 +48,10 @@ class Lesion:
 
     def canonical_ml(self, h: float) -> float:
         return float(self.frac.sum(dtype=np.float64) * h ** 3 / 1000.0)
+
+    @property
+    def location_class(self) -> str:
+        return LOCATION_OF_KIND[self.kind]
 
 
 def _loguniform(rng, lo, hi) -> float:
@@ -47,10 +65,22 @@ def _side_name(side: int) -> str:
 class _Painter:
     """Keeps the lesions disjoint and applies their HU changes to the anatomy in place."""
 
-    def __init__(self, an: Anatomy):
+    def __init__(self, an: Anatomy, ranges: DomainRanges | None = None):
         self.an = an
+        self.r = ranges or DOMAINS["clinical"]
         self.occ = np.zeros(an.grid.shape, F32)
         self.lesions: list[Lesion] = []
+        self.mimics: list[dict] = []
+
+    def blood_hu(self, rng) -> float:
+        """Acute blood: in the domain's range and always clearly brighter than the brain."""
+        H = self.an.params.hu
+        lo, hi = self.r.blood_hu
+        floor = max(H["wm"], H["gm"]) + self.r.blood_above_brain_hu
+        return float(max(rng.uniform(lo, hi), floor + rng.uniform(0.0, 10.0)))
+
+    def infarct_delta(self, rng) -> float:
+        return float(rng.uniform(*self.r.infarct_delta_hu))
 
     def free(self, sl, frac) -> bool:
         return not bool(np.any((self.occ[sl] > 0.0) & (frac > 0.0)))
@@ -76,7 +106,12 @@ def _hemisphere(an: Anatomy, sl, side: int):
     return soft_in(-side * (x - an.x_mid(y)) + 1.0, an.grid.h)
 
 
-def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
+def _wedge(an: Anatomy, rng, side: int, swell_max: float = 0.8):
+    """A vascular-territory wedge (MCA, MCA branch, ACA, PCA) from a deep apex out to the cortex.
+
+    Returns (territory, crop, fraction, support, tissue, swell, half-angle in degrees): the fraction is
+    the wedge weight times its support (parenchyma of one hemisphere, plus effaced surface CSF).
+    """
     s, h = an.params.scale, an.grid.h
     terr = str(rng.choice(["MCA", "MCA branch", "ACA", "PCA"], p=[0.45, 0.3, 0.1, 0.15]))
     if terr == "MCA":
@@ -103,7 +138,7 @@ def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
     theta = np.arccos(np.clip((qx * axis[0] + qy * axis[1] + qz * axis[2]) / L, -1, 1)).astype(F32)
     noise = coarse_noise(rng, theta.shape, 9.0 / h) * F32(3.0)
     tissue = an.paren[sl] * an.cerebrum[sl] * _hemisphere(an, sl, side)
-    swell = float(rng.uniform(0.0, 0.8))
+    swell = float(rng.uniform(0.0, swell_max))
     support = tissue + F32(swell) * an.csf_surface[sl] * _hemisphere(an, sl, side)
 
     def wedge(tmax, stride=1):
@@ -117,21 +152,45 @@ def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
         mid = 0.5 * (lo + hi)
         v = float((wedge(mid, 2) * sup2).sum(dtype=np.float64)) * (2 * h) ** 3 / 1000.0
         lo, hi = (mid, hi) if v < vol else (lo, mid)
-    w = wedge(0.5 * (lo + hi))
-    frac = w * support
-    delta = float(rng.uniform(3.0, 12.0))
+    frac = wedge(0.5 * (lo + hi)) * support
+    return terr, sl, frac, support, tissue, swell, float(np.degrees(0.5 * (lo + hi)))
+
+
+def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
+    terr, sl, frac, support, tissue, swell, half = _wedge(an, rng, side)
+    delta = p.infarct_delta(rng)
     les = p.add(Lesion(INFARCT, "territorial", f"{terr} {_side_name(side)}", sl, frac,
-                       {"delta_hu": round(delta, 1), "half_angle_deg": round(float(np.degrees(0.5 * (lo + hi))), 1)}))
+                       {"delta_hu": round(delta, 1), "half_angle_deg": round(half, 1)}))
     if les is None:
         return None
     H = an.params.hu
     w = les.frac / np.maximum(support, F32(1e-6))  # the wedge weight actually kept
-    d_gm = float(np.clip(delta + 0.5 * (H["gm"] - H["wm"]), 3.0, 12.0))
+    # grey matter drops more than white matter: the grey-white contrast is lost inside the infarct
+    d_gm = delta + min(12.0, max(0.0, 0.5 * (H["gm"] - H["wm"])))
     d_vox = F32(delta) + an.gm[sl] * F32(d_gm - delta)
     hu = an.hu[sl]
     hu -= w * tissue * d_vox
     hu += w * F32(swell) * an.csf_surface[sl] * _hemisphere(an, sl, side) * F32(H["wm"] - delta - H["csf"])
     return les
+
+
+def _old_infarct(an: Anatomy, p: _Painter, rng, side: int) -> None:
+    """Mimic: chronic infarct (encephalomalacia), close to CSF density, with ex-vacuo sulcal widening.
+
+    Shaped like an acute territorial infarct but far darker (near CSF); it is NOT labelled, so the
+    network must learn that an acute infarct is a subtle hypodensity, not any dark territory.
+    """
+    terr, sl, frac, support, tissue, _, _ = _wedge(an, rng, side, swell_max=0.0)
+    frac = frac * (1.0 - np.minimum(p.occ[sl], 1.0))  # never over a labelled lesion
+    if float(frac.sum()) * an.grid.h ** 3 / 1000.0 < 0.5:
+        return
+    H = an.params.hu
+    frac *= F32(rng.uniform(0.5, 1.0))  # partly shrunken: some of the territory keeps tissue
+    target = F32(H["csf"] + rng.uniform(0.0, 6.0))
+    hu = an.hu[sl]
+    hu += frac * (target - hu)
+    p.mimics.append({"kind": "old_infarct", "location": f"{terr} {_side_name(side)}",
+                     "volume_ml": round(float(frac.sum(dtype=np.float64)) * an.grid.h ** 3 / 1000.0, 2)})
 
 
 def _deep_point(an: Anatomy, rng, side: int, names) -> np.ndarray:
@@ -159,7 +218,8 @@ def _lacune(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
         if p.free(sl, frac):
             break
         c = c + rng.uniform(-6, 6, 3)
-    delta = float(rng.uniform(5.0, 12.0))
+    lo, hi = p.r.infarct_delta_hu
+    delta = float(rng.uniform(max(lo, 5.0), max(hi, 12.0)))
     les = p.add(Lesion(INFARCT, "lacune", f"{where} {_side_name(side)}", sl, frac, {"delta_hu": round(delta, 1)}))
     if les is not None:
         an.hu[sl] -= les.frac * F32(delta)
@@ -213,7 +273,7 @@ def _parenchymal_hemorrhage(an: Anatomy, p: _Painter, rng, side: int, kind: str)
         frac = soft_in(d, h) * cav
         if p.free(sl, frac):
             break
-    blood = float(rng.uniform(50.0, 90.0))
+    blood = p.blood_hu(rng)
     les = p.add(Lesion(HEMORRHAGE, kind, f"{where} {_side_name(side)}", sl, frac, {"hu": round(blood, 1)}))
     if les is None:
         return None
@@ -259,10 +319,173 @@ def _ivh(an: Anatomy, p: _Painter, rng, gravity: np.ndarray) -> Lesion | None:
     cum = np.cumsum(v.ravel()[order], dtype=np.float64) * h ** 3 / 1000
     level = float(dep.ravel()[order][min(np.searchsorted(cum, target), len(order) - 1)])
     frac = v * soft_in(level - dep, h)
-    blood = float(rng.uniform(50.0, 75.0))
+    blood = min(p.blood_hu(rng), 85.0)
     les = p.add(Lesion(HEMORRHAGE, "intraventricular", "dependent ventricles", sl, frac, {"hu": round(blood, 1)}))
     if les is not None:
         an.hu[sl] += les.frac * (F32(blood) - an.hu[sl])
+    return les
+
+
+def _angle_field(an: Anatomy, sl, u0: np.ndarray) -> np.ndarray:
+    """Angle (radians) between each voxel's direction from the head centre and the unit vector u0."""
+    z, y, x = an.grid.zyx(sl)
+    r = np.sqrt(x * x + y * y + z * z) + F32(1e-3)
+    c = (x * F32(u0[0]) + y * F32(u0[1]) + z * F32(u0[2])) / r
+    return np.arccos(np.clip(c, -1.0, 1.0)).astype(F32)
+
+
+def _convexity_dir(rng, side: int, kind: str) -> np.ndarray:
+    if kind == "epidural":  # mostly temporo-parietal (middle meningeal artery), also frontal/occipital
+        u = np.array([side * rng.uniform(0.5, 1.0), rng.uniform(-0.8, 0.6), rng.uniform(-0.3, 0.6)])
+    else:
+        u = np.array([side * rng.uniform(0.35, 1.0), rng.uniform(-0.9, 0.9), rng.uniform(-0.2, 0.9)])
+    return u / np.linalg.norm(u)
+
+
+def _hemi_crop(an: Anatomy, side: int):
+    """The grid half (one side of x = 0, with a 12 mm overlap) as index slices."""
+    g = an.grid
+    x = g.axis(0)
+    keep = np.flatnonzero(side * x > -12.0)
+    return (slice(0, g.shape[0]), slice(0, g.shape[1]), slice(int(keep[0]), int(keep[-1]) + 1))
+
+
+def _paint_blood(an: Anatomy, les: Lesion, blood: float, rng, heterogeneity: float = 3.0, swirl: float = 0.0) -> None:
+    """Blood replaces what the lesion fraction covers; optional hyperacute 'swirl' (darker unclotted blood)."""
+    h = an.grid.h
+    clot = F32(blood) + coarse_noise(rng, les.frac.shape, 3.0 / h) * F32(heterogeneity)
+    if swirl > 0:
+        blobs = np.clip(coarse_noise(rng, les.frac.shape, 5.0 / h) - 0.8, 0.0, 1.0)
+        clot -= blobs * F32(swirl)
+    hu = an.hu[les.sl]
+    hu += les.frac * (clot - hu)
+
+
+def _extra_axial(an: Anatomy, p: _Painter, rng, side: int, kind: str) -> Lesion | None:
+    """Subdural crescent over the convexity (or along the falx) / epidural biconvex lens, at the inner table."""
+    h, s = an.grid.h, an.params.scale
+    if kind == "subdural" and rng.random() < 0.25:
+        return _falx_subdural(an, p, rng, side)
+    sl = _hemi_crop(an, side)
+    u0 = _convexity_dir(rng, side, kind)
+    alpha = _angle_field(an, sl, u0)
+    if kind == "subdural":
+        amax = np.deg2rad(rng.uniform(28.0, 70.0))
+        tmax = _loguniform(rng, 1.8, 16.0)
+        prof = np.clip(1.0 - (alpha / F32(amax)) ** 2, 0.0, 1.0) ** F32(0.6)
+    else:
+        amax = np.deg2rad(rng.uniform(13.0, 32.0))
+        tmax = _loguniform(rng, 5.0, 26.0)
+        prof = np.sqrt(np.clip(1.0 - (alpha / F32(amax)) ** 2, 0.0, 1.0))
+    wob = 1.0 + F32(0.15) * coarse_noise(rng, alpha.shape, 12.0 / h)
+    t = F32(tmax * s) * prof * wob
+    depth = an.table_depth[sl]
+    frac = soft_in(depth - t, h) * (t > F32(0.3 * h)) * an.cav[sl] * _hemisphere(an, sl, side)
+    if kind == "subdural":
+        frac *= 1.0 - an.vent[sl]
+    name = "convexity" if kind == "subdural" else "convexity (epidural)"
+    les = p.add(Lesion(HEMORRHAGE, kind, f"{name} {_side_name(side)}", sl, frac.astype(F32),
+                       {"max_thickness_mm": round(float(tmax * s), 1), "half_angle_deg": round(float(np.degrees(amax)), 1)}))
+    if les is None:
+        return None
+    blood = p.blood_hu(rng)
+    _paint_blood(an, les, blood, rng, swirl=float(rng.uniform(8, 25)) if rng.random() < 0.3 else 0.0)
+    les.params["hu"] = round(blood, 1)
+    return les
+
+
+def _falx_subdural(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
+    """Interhemispheric subdural blood: a thin sheet beside the falx, tapering at its ends."""
+    h, s = an.grid.h, an.params.scale
+    g = an.grid
+    y0 = float(rng.uniform(-55.0, 45.0)) * s
+    half_y = float(rng.uniform(15.0, 45.0)) * s
+    tw = float(rng.uniform(1.5, 5.5))
+    sl = g.box((-20.0, y0 - half_y - 5, -10.0 * s), (20.0, y0 + half_y + 5, 90.0 * s))
+    z, y, x = g.zyx(sl)
+    xm = an.x_mid(y)
+    along = np.clip(1.0 - ((y - F32(y0)) / F32(half_y)) ** 2, 0.0, 1.0) ** F32(0.5)
+    above_cc = soft_in(F32(22.0 * s) - z, h)  # above the corpus callosum
+    both = rng.random() < 0.4
+    off = np.abs(x - xm) if both else np.maximum(side * (x - xm), F32(0.0)) + (side * (x - xm) < 0) * F32(1e3)
+    thick = F32(tw) * along * above_cc
+    frac = soft_in(off - thick, h) * (thick > F32(0.3 * h)) * an.cav[sl] * an.cerebrum[sl] * (1.0 - an.vent[sl])
+    les = p.add(Lesion(HEMORRHAGE, "subdural", "falx" + ("" if both else f" {_side_name(side)}"), sl, frac.astype(F32),
+                       {"max_thickness_mm": round(tw, 1), "falx": True}))
+    if les is None:
+        return None
+    blood = p.blood_hu(rng)
+    _paint_blood(an, les, blood, rng)
+    les.params["hu"] = round(blood, 1)
+    return les
+
+
+def _subarachnoid(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
+    """Blood in the subarachnoid space: basal cisterns and fissures (aneurysmal) or convexity sulci (traumatic).
+
+    The blood fraction of a voxel is the share of its CSF that the blood fills, so thin sulci at thick
+    slices only become label where the blood dominates the voxel (the label rule, >= 0.5)."""
+    h, s = an.grid.h, an.params.scale
+    g = an.grid
+    if rng.random() < 0.5:
+        where = "basal cisterns"
+        c = np.array([rng.uniform(-8, 8), rng.uniform(-15, 5), rng.uniform(-30, -10)]) * s
+        rad = float(rng.uniform(30.0, 55.0)) * s
+        sl = g.box(c - rad, c + rad)
+        z, y, x = g.zyx(sl)
+        d = np.sqrt((x - F32(c[0])) ** 2 + (y - F32(c[1])) ** 2 + (z - F32(c[2])) ** 2) / F32(rad)
+        region = np.clip(1.0 - d * d, 0.0, 1.0)
+        csf = np.maximum(an.cisterns[sl], F32(0.6) * an.sulci[sl])
+    else:
+        where = f"convexity sulci {_side_name(side)}"
+        sl = _hemi_crop(an, side)
+        u0 = _convexity_dir(rng, side, "subarachnoid")
+        amax = np.deg2rad(rng.uniform(15.0, 40.0))
+        alpha = _angle_field(an, sl, u0)
+        region = np.clip(1.0 - (alpha / F32(amax)) ** 2, 0.0, 1.0) * _hemisphere(an, sl, side)
+        csf = an.sulci[sl]
+    fill = np.clip(F32(rng.uniform(0.7, 1.1)) * (region ** F32(0.5)) + F32(0.15) * coarse_noise(rng, region.shape, 6.0 / h), 0.0, 1.0)
+    frac = (csf * fill * an.cav[sl] * (1.0 - an.vent[sl])).astype(F32)
+    les = p.add(Lesion(HEMORRHAGE, "subarachnoid", where, sl, frac, {}))
+    if les is None:
+        return None
+    blood = p.blood_hu(rng)
+    hu = an.hu[les.sl]
+    hu += les.frac * (F32(blood) - hu)
+    les.params["hu"] = round(blood, 1)
+    return les
+
+
+def _contusion(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
+    """A cortical contusion focus (frontal or temporal pole, or anywhere under the convexity)."""
+    h, s = an.grid.h, an.params.scale
+    region = str(rng.choice(["frontal", "temporal", "convexity"], p=[0.4, 0.4, 0.2]))
+    g = an.grid
+    st = (slice(None, None, 3),) * 3
+    z, y, x = g.zyx()
+    z, y, x = z[st[0]], y[:, st[1]], x[:, :, st[2]]
+    ok = (an.depth[st] > 0.5) & (an.depth[st] < 10.0) & (an.paren[st] > 0.9) & (an.cerebrum[st] > 0.9) & ((side * x) > 8)
+    if region == "frontal":
+        ok &= y < -40.0 * s
+    elif region == "temporal":
+        ok &= (z < -5.0 * s) & (y < 5.0 * s) & (np.abs(x) > 30.0 * s)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return None
+    k = np.unravel_index(idx[int(rng.integers(len(idx)))], ok.shape)
+    c = np.array([x[0, 0, k[2]], y[0, k[1], 0], z[k[0], 0, 0]], float)
+    vol = _loguniform(rng, 0.15, 8.0)
+    sl, d = _blob(an, rng, c, vol)
+    frac = soft_in(d, h) * an.paren[sl] * an.cav[sl]
+    les = p.add(Lesion(HEMORRHAGE, "contusion", f"{region} {_side_name(side)}", sl, frac.astype(F32), {}))
+    if les is None:
+        return None
+    rim = soft_in(d - float(rng.uniform(1.5, 6.0)), h) * (1 - soft_in(d, h)) * an.paren[sl]
+    hu = an.hu[sl]
+    hu -= rim * F32(rng.uniform(3.0, 10.0))
+    blood = p.blood_hu(rng)
+    _paint_blood(an, les, blood, rng, heterogeneity=float(rng.uniform(3.0, 10.0)))  # salt-and-pepper
+    les.params["hu"] = round(blood, 1)
     return les
 
 
@@ -283,20 +506,37 @@ def draw_lesion_plan(rng, mode: str, lesion_free_fraction: float) -> list[str]:
         if not plan:
             plan.append("lacune")
     if mode in ("hemorrhage", "both"):
-        main = str(rng.choice(["lobar", "deep", "intraventricular"], p=[0.45, 0.4, 0.15]))
+        main = str(rng.choice(list(HEMORRHAGE_KINDS), p=[0.2, 0.18, 0.07, 0.25, 0.1, 0.1, 0.1]))
         plan.append(main)
         if main == "deep" and rng.random() < 0.35:
             plan.append("intraventricular")
+        if main in ("subdural", "epidural", "contusion"):  # trauma: blood rarely comes alone
+            for extra, prob in (("contusion", 0.35), ("subarachnoid", 0.3), ("subdural", 0.2)):
+                if rng.random() < prob:
+                    plan.append(extra)
+        if main == "contusion":
+            plan += ["contusion"] * int(rng.poisson(1.0))
         if rng.random() < 0.1:
             plan.append("lobar")
     return plan
 
 
-def add_lesions(an: Anatomy, rng, plan: list[str], gravity: np.ndarray) -> list[Lesion]:
-    """Draw the planned lesions into an.hu (in place); returns them with their truth fractions."""
-    p = _Painter(an)
-    # hemorrhages first: they are the larger, rarer objects and must not be trimmed by infarcts
-    order = sorted(plan, key=lambda k: 0 if k in ("lobar", "deep", "intraventricular") else 1)
+def draw_mimic_plan(rng, ranges: DomainRanges) -> list[str]:
+    """Unlabelled look-alikes drawn into the anatomy after the lesions (scanner artefacts are separate)."""
+    return ["old_infarct"] if rng.random() < ranges.old_infarct_prob else []
+
+
+def add_lesions(an: Anatomy, rng, plan: list[str], gravity: np.ndarray, ranges: DomainRanges | None = None,
+                mimics: list[str] | None = None) -> tuple[list[Lesion], list[dict]]:
+    """Draw the planned lesions, then the mimics, into an.hu (in place).
+
+    Returns the lesions (with their truth fractions) and the mimics' descriptions.
+    """
+    p = _Painter(an, ranges)
+    # blood first: larger, rarer objects that must not be trimmed by infarcts; extra-axial blood before
+    # parenchymal (it lies over the cortex), subarachnoid last (it fills what CSF is left)
+    rank = {"subdural": 0, "epidural": 0, "lobar": 1, "deep": 1, "intraventricular": 1, "contusion": 2, "subarachnoid": 3}
+    order = sorted(plan, key=lambda k: rank.get(k, 4))
     for kind in order:
         side = int(rng.choice([-1, 1]))
         if kind == "territorial":
@@ -307,4 +547,13 @@ def add_lesions(an: Anatomy, rng, plan: list[str], gravity: np.ndarray) -> list[
             _parenchymal_hemorrhage(an, p, rng, side, kind)
         elif kind == "intraventricular":
             _ivh(an, p, rng, gravity)
-    return p.lesions
+        elif kind in ("subdural", "epidural"):
+            _extra_axial(an, p, rng, side, kind)
+        elif kind == "subarachnoid":
+            _subarachnoid(an, p, rng, side)
+        elif kind == "contusion":
+            _contusion(an, p, rng, side)
+    for kind in mimics or []:
+        if kind == "old_infarct":
+            _old_infarct(an, p, rng, int(rng.choice([-1, 1])))
+    return p.lesions, p.mimics

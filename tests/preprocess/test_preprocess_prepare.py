@@ -152,7 +152,8 @@ def test_brain_mask_on_a_synthetic_study():
     from sdpm_cli.synth.config import SynthConfig
     from sdpm_cli.synth.generate import generate_case
 
-    case = generate_case(1, SynthConfig(matrix=256, with_tissue=True))
+    # a typical adult head: randomised skulls (thin, low density) can open the skull-base ring
+    case = generate_case(1, SynthConfig(matrix=256, with_tissue=True, domain="clinical"))
     hu = sitk.GetArrayFromImage(case.image)
     tissue = sitk.GetArrayFromImage(case.tissue)
     lesion = sitk.GetArrayFromImage(case.label) > 0

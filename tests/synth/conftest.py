@@ -16,8 +16,10 @@ def small_cfg(**kw) -> SynthConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def cached_case(seed: int, lesion: str = "both", thickness: float = 5.0, with_tissue: bool = False):
-    return generate_case(seed, small_cfg(lesion=lesion, thicknesses_mm=(thickness,), with_tissue=with_tissue))
+def cached_case(seed: int, lesion: str = "both", thickness: float = 5.0, with_tissue: bool = False,
+                domain: str = "randomised", plan: tuple[str, ...] | None = None):
+    return generate_case(seed, small_cfg(lesion=lesion, thicknesses_mm=(thickness,), with_tissue=with_tissue, domain=domain),
+                         plan=plan)
 
 
 @pytest.fixture

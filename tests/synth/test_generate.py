@@ -56,17 +56,25 @@ def test_label_volumes_equal_meta(seed):
         assert per_lesion == pytest.approx(c.meta["volume_ml"][name], abs=2e-3)
 
 
-def test_lesion_modes_and_hu():
-    hem = cached_case(21, "hemorrhage")
-    inf = cached_case(22, "infarct")
-    none = cached_case(23, "none")
+@pytest.mark.parametrize("domain", ["clinical", "randomised"])
+def test_lesion_modes_and_hu(domain):
+    from sdpm_cli.synth.config import DOMAINS
+    from sdpm_cli.synth.lesions import HEMORRHAGE_KINDS, INFARCT_KINDS, LOCATION_OF_KIND
+
+    r = DOMAINS[domain]
+    hem = cached_case(21, "hemorrhage", domain=domain)
+    inf = cached_case(22, "infarct", domain=domain)
+    none = cached_case(23, "none", domain=domain)
     assert hem.meta["volume_ml"]["hemorrhage"] > 0.5 and hem.meta["volume_ml"]["infarct"] == 0
     assert inf.meta["volume_ml"]["infarct"] > 0.05 and inf.meta["volume_ml"]["hemorrhage"] == 0
     assert none.meta["lesions"] == [] and not arr(none.label).any()
+    brain_hu = max(hem.meta["head"]["hu"]["wm"], hem.meta["head"]["hu"]["gm"])
     for les in hem.meta["lesions"]:
-        assert 50 <= les["hu"] <= 90 and les["kind"] in ("lobar", "deep", "intraventricular")
+        assert les["kind"] in HEMORRHAGE_KINDS and les["location_class"] == LOCATION_OF_KIND[les["kind"]]
+        assert r.blood_hu[0] <= les["hu"] and les["hu"] >= brain_hu + r.blood_above_brain_hu - 0.1
     for les in inf.meta["lesions"]:
-        assert 3 <= les["delta_hu"] <= 12 and les["kind"] in ("territorial", "lacune")
+        lo, hi = r.infarct_delta_hu
+        assert lo <= les["delta_hu"] <= max(hi, 12.0) and les["kind"] in INFARCT_KINDS
     # hemorrhage is bright in the image, well above brain
     a, lab = arr(hem.image), arr(hem.label)
     core = ndimage.binary_erosion(lab == 2, iterations=1)
@@ -87,7 +95,7 @@ def test_mixed_mode_has_lesion_free_and_both_classes():
 
 
 def test_tissue_hu_statistics_match_stated_ranges():
-    c = cached_case(31, "none", 1.0, True)
+    c = cached_case(31, "none", 1.0, True, "clinical")
     a, t = arr(c.image).astype(float), arr(c.tissue)
     hu = c.meta["head"]["hu"]
     assert 35 <= hu["gm"] <= 40 and 25 <= hu["wm"] <= 30 and hu["gm"] - hu["wm"] >= 5
@@ -111,7 +119,7 @@ def test_tissue_hu_statistics_match_stated_ranges():
 
 
 def test_infarct_is_subtly_hypodense():
-    c = cached_case(41, "infarct", 5.0, True)
+    c = cached_case(41, "infarct", 5.0, True, "clinical")
     a, lab, t = arr(c.image).astype(float), arr(c.label), arr(c.tissue)
     brain = np.isin(t, (2, 3, 7)) & (lab == 0)
     inf = ndimage.binary_erosion(lab == 1)
