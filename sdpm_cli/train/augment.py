@@ -25,6 +25,9 @@ class AugmentConfig:
     noise_std: float = 0.03  # Gaussian noise sigma uniform in [0, noise_std] (window units; 0.03 ~ 2 HU)
     intensity_scale: float = 0.1  # contrast factor uniform in [1 - v, 1 + v]: kernels and scanners differ
     intensity_shift: float = 0.05  # offset uniform in [-v, v] (~3 HU): calibration drift
+    gamma: float = 0.0  # monotone contrast curve v^g on (x+1)/2, log g uniform in +-log(1+gamma): tissue ordering kept
+    blur_prob: float = 0.0  # share of patches blurred inside the brain (softer kernels, coarser in-plane resolution)
+    blur_max_px: float = 1.2  # Gaussian sigma uniform in [0, blur_max_px] model pixels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,12 +67,31 @@ def intensity(x: torch.Tensor, brain: torch.Tensor, gain: torch.Tensor, offset: 
     return torch.where(brain.bool().unsqueeze(1), changed, x)
 
 
+def brain_blur(x: torch.Tensor, brain: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-sample Gaussian blur inside the brain (normalised convolution: the -1 outside never leaks in)."""
+    B = x.shape[0]
+    r = 3
+    k = torch.arange(-r, r + 1, dtype=x.dtype)
+    s = sigma.clamp_min(1e-3).view(B, 1)
+    w = torch.exp(-0.5 * (k.view(1, -1) / s) ** 2)
+    w = w / w.sum(1, keepdim=True)  # [B, 2r+1]
+    m = brain.unsqueeze(1).to(x.dtype)
+    num = torch.cat([(x + 1.0) * m, m], 1).reshape(1, 2 * B, *x.shape[-2:])  # groups: one per (sample, channel)
+    wk = w.repeat_interleave(2, 0)
+    num = F.conv2d(F.pad(num, (r, r, 0, 0), mode="replicate"), wk.view(2 * B, 1, 1, -1), groups=2 * B)
+    num = F.conv2d(F.pad(num, (0, 0, r, r), mode="replicate"), wk.view(2 * B, 1, -1, 1), groups=2 * B)
+    num = num.reshape(B, 2, *x.shape[-2:])
+    blurred = num[:, :1] / num[:, 1:].clamp_min(1e-6) - 1.0
+    keep = (sigma > 0.05).view(B, 1, 1, 1) & m.bool()
+    return torch.where(keep, blurred, x)
+
+
 def augment(
     x: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random flip/rotation/zoom, then intensity and noise; x [B,1,H,W] float, labels/brain [B,H,W]."""
     B = x.shape[0]
-    u = torch.rand(B, 6, generator=generator, dtype=torch.float64).to(torch.float32)
+    u = torch.rand(B, 9, generator=generator, dtype=torch.float64).to(torch.float32)
     noise = torch.randn(x.shape, generator=generator)
     if not cfg.enabled:
         return x, labels, brain
@@ -85,6 +107,11 @@ def augment(
     gain = 1.0 + (2 * u[:, 3] - 1) * cfg.intensity_scale
     offset = (2 * u[:, 4] - 1) * cfg.intensity_shift
     sigma = (u[:, 5] * cfg.noise_std).view(-1, 1, 1, 1)
+    if cfg.blur_prob > 0:
+        x = brain_blur(x, brain, torch.where(u[:, 6] < cfg.blur_prob, u[:, 7] * cfg.blur_max_px, 0.0))
+    if cfg.gamma > 0:
+        g = torch.exp((2 * u[:, 8] - 1) * math.log1p(cfg.gamma)).view(-1, 1, 1, 1)
+        x = torch.where(brain.bool().unsqueeze(1), ((x + 1.0) / 2.0).clamp_min(0.0) ** g * 2.0 - 1.0, x)
     x = intensity(x, brain, gain, offset, noise * sigma)
     return x, labels, brain
 

@@ -25,7 +25,7 @@ from sdpm_cli.labels import CLASSES
 log = logging.getLogger(__name__)
 
 # Bump when the cached arrays' meaning changes (keys also hold the plan, so plan changes are covered).
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: labels outside the brain mask are background (the model can never predict there)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class CaseArrays:
     y: np.ndarray  # uint8   [S, H, W] (0, 1 infarct, 2 hemorrhage)
     brain: np.ndarray  # uint8 [S, H, W]
     key: str  # content hash of (image, label, plan): identifies the case in headers and caches
-    lost_lesion_voxels: int = 0  # lesion voxels outside the kept (brain) slices
+    lost_lesion_voxels: int = 0  # model-grid lesion voxels outside the brain mask (not trained on)
 
 
 @dataclass
@@ -172,9 +172,13 @@ def prepare_case(case: TrainCase, plan) -> CaseArrays:
         raise InputRejected(f"case {case.case}: label and image are on different grids ({why})")
     prepared = prepare(study.image, plan)
     y_all = np.asarray(label_to_model(label, prepared), dtype=np.uint8)
+    n_label = int(np.count_nonzero(y_all))
+    # outside the brain mask the input is -1 and predictions are masked away at inference: a lesion
+    # label there (blood blurred into the skull edge) would only teach the network to paint the rim
+    y_all[prepared.brain == 0] = 0
     keep = np.asarray(getattr(prepared, "brain_slices", None) if getattr(prepared, "brain_slices", None) is not None
                       else np.flatnonzero(prepared.brain.reshape(prepared.brain.shape[0], -1).any(axis=1)), dtype=int)
-    lost = int(np.count_nonzero(y_all)) - int(np.count_nonzero(y_all[keep]))
+    lost = n_label - int(np.count_nonzero(y_all[keep]))  # outside the brain mask or on slices without brain
     return CaseArrays(
         case=case.case,
         x=np.ascontiguousarray(prepared.x[keep], dtype=np.float16),

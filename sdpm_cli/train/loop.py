@@ -333,7 +333,7 @@ def _load_data(cfg: TrainConfig, plan, warnings: list[str], on_event: Callable[[
     by_name = {c.case: a for c, a in zip(cases, loaded)}
     lost = sum(a.lost_lesion_voxels for a in loaded)
     if lost:
-        warnings.append(f"{lost} labelled lesion voxels lie on slices without brain and are not trained on")
+        warnings.append(f"{lost} labelled lesion voxels lie outside the brain mask and are not trained on")
     if cfg.val_fraction > 0 and not val_cases:
         warnings.append("only one case: no validation Dice (add cases to hold some out)")
     train_set = stack_cases([by_name[c.case] for c in train_cases])
