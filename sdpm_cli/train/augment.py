@@ -21,12 +21,12 @@ class AugmentConfig:
 
     flip_lr: float = 0.5  # probability of a left-right mirror (stroke occurs on either side)
     rotate_deg: float = 15.0  # uniform in [-r, r]: head positioning in the gantry varies
-    scale: float = 0.15  # zoom uniform in [1 - s, 1 + s]: head size and field-of-view vary
+    scale: float = 0.2  # zoom uniform in [1 - s, 1 + s]: head size and field-of-view vary
     noise_std: float = 0.03  # Gaussian noise sigma uniform in [0, noise_std] (window units; 0.03 ~ 2 HU)
     intensity_scale: float = 0.1  # contrast factor uniform in [1 - v, 1 + v]: kernels and scanners differ
     intensity_shift: float = 0.05  # offset uniform in [-v, v] (~3 HU): calibration drift
-    gamma: float = 0.0  # monotone contrast curve v^g on (x+1)/2, log g uniform in +-log(1+gamma): tissue ordering kept
-    blur_prob: float = 0.0  # share of patches blurred inside the brain (softer kernels, coarser in-plane resolution)
+    gamma: float = 0.15  # monotone contrast curve v^g on (x+1)/2, log g uniform in +-log(1+gamma): tissue ordering kept
+    blur_prob: float = 0.25  # share of patches blurred inside the brain (softer kernels, coarser in-plane resolution)
     blur_max_px: float = 1.2  # Gaussian sigma uniform in [0, blur_max_px] model pixels
 
     def to_dict(self) -> dict:

@@ -72,3 +72,30 @@ def test_labels_to_network_channels():
     y = labels_to_pm1(lab)
     assert y.shape == (1, 2, 1, 3)
     assert y[0, :, 0].tolist() == [[-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]
+
+
+def test_brain_blur_keeps_the_outside_and_flat_regions():
+    from sdpm_cli.train.augment import brain_blur
+
+    x = torch.full((2, 1, 24, 24), 0.3)
+    brain = torch.zeros(2, 24, 24, dtype=torch.uint8)
+    brain[:, 4:20, 4:20] = 1
+    x[brain.unsqueeze(1) == 0] = -1.0
+    out = brain_blur(x, brain, torch.tensor([1.0, 0.0]))
+    assert torch.equal(out[brain.unsqueeze(1) == 0], x[brain.unsqueeze(1) == 0])  # background stays -1
+    assert torch.allclose(out[0, 0, 4:20, 4:20], torch.tensor(0.3), atol=1e-5)  # no dark rim leaks in
+    x[0, 0, 12, 12] = 1.0
+    out = brain_blur(x, brain, torch.tensor([1.0, 1.0]))
+    assert out[0, 0, 12, 12] < 1.0 and out[0, 0, 12, 13] > 0.3  # a point spreads
+
+
+def test_gamma_keeps_tissue_order():
+    g = torch.Generator().manual_seed(1)
+    x = torch.linspace(-1, 1, 64).view(1, 1, 8, 8).repeat(4, 1, 1, 1)
+    lab = torch.zeros(4, 8, 8, dtype=torch.uint8)
+    brain = torch.ones(4, 8, 8, dtype=torch.uint8)
+    cfg = AugmentConfig(flip_lr=0, rotate_deg=0, scale=0, noise_std=0, intensity_scale=0, intensity_shift=0,
+                        blur_prob=0, gamma=0.5)
+    out, _, _ = augment(x, lab, brain, cfg, g)
+    assert (out.flatten(1).diff(dim=1) >= 0).all()  # monotone
+    assert not torch.allclose(out, x)
