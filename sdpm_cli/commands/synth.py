@@ -19,17 +19,26 @@ def synth_cmd(
     cases: int = typer.Option(10, "--cases", "-n", help="Number of studies."),
     seed: int = typer.Option(0, "--seed", help="Data set seed; case i depends only on (seed, i)."),
     lesion: str = typer.Option("both", "--lesion", help="both | infarct | hemorrhage | none"),
+    family: str = typer.Option("analytic", "--family", help="Phantom family: analytic (family A, analytic anatomy; the training generator) | atlas (family B, MNI ICBM152 atlas anatomy, needs nilearn; held out, for measuring generalisation)."),
     fmt: str = typer.Option("nifti", "--format", help="nifti | dicom | both"),
     thickness: Optional[List[float]] = typer.Option(None, "--thickness", help="Slice thickness in mm (repeat for a mix; default 5, 2.5 and 1 mm)."),
     matrix: int = typer.Option(512, "--matrix", help="In-plane matrix (512 clinical; 256 is four times cheaper)."),
+    domain: str = typer.Option("randomised", "--domain", help="randomised (wide nuisance ranges, for training) | clinical (typical adult NCCT values)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of cases in imagesTs/labelsTs."),
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes (same output for any value)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier sdpm synth data set in OUT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     from sdpm_cli.synth import SynthConfig
+    from sdpm_cli.synth.config import FAMILY_CHOICES
     from sdpm_cli.synth.dataset import write_dataset
 
+    if family not in FAMILY_CHOICES:
+        raise UsageError(f"unknown family '{family}' (choose from {', '.join(FAMILY_CHOICES)})")
+    if family == "atlas":
+        from sdpm_cli.synth.atlas.template import atlas_dir
+
+        atlas_dir()  # refuses with a one-line reason when nilearn (the atlas) is missing
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     kw = {}
@@ -39,7 +48,7 @@ def synth_cmd(
         kw = {"thicknesses_mm": tuple(thickness), "thickness_weights": (1.0,) * len(thickness)}
     if matrix < 64 or matrix % 2:
         raise UsageError("--matrix must be an even number >= 64")
-    cfg = SynthConfig(matrix=matrix, **kw)
+    cfg = SynthConfig(matrix=matrix, family=family, **kw)
     t0 = time.perf_counter()
     man = write_dataset(out_dir, cases, seed, lesion=lesion, fmt=fmt, test_fraction=test_fraction,
                         progress=not quiet, cfg=cfg, workers=workers, force=force)
