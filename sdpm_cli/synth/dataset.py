@@ -71,17 +71,22 @@ def _make_case(index: int, seed: int, cfg: SynthConfig, fmt: str, test_fraction:
     return entry
 
 
-def _dataset_json(entries: list[dict], seed: int, fmt: str) -> dict:
+def _dataset_json(entries: list[dict], seed: int, fmt: str, family: str = "analytic") -> dict:
+    atlas = family == "atlas"
     return {
-        "name": "SDPMSynth",
-        "description": f"sdpm synth phantoms (seed {seed}): head NCCT with infarct/hemorrhage truth",
+        "name": "SDPMSynthAtlas" if atlas else "SDPMSynth",
+        "description": (f"sdpm synth phantoms, family B (MNI ICBM152 atlas anatomy; held out from training) (seed {seed}): "
+                        "head NCCT with infarct/hemorrhage truth" if atlas else
+                        f"sdpm synth phantoms (seed {seed}): head NCCT with infarct/hemorrhage truth"),
         "channel_names": {"0": "CT"},
         "labels": {"background": 0, **{name: c for c, name in CLASSES.items()}},
         "numTraining": sum(e["split"] == "train" for e in entries),
         "numTest": sum(e["split"] == "test" for e in entries),
         "file_ending": ".nii.gz",
         "overwrite_image_reader_writer": "SimpleITKIO",
-        "licence": "synthetic data, no patient information (CC0)",
+        "licence": "synthetic data, no patient information (CC0)" + (
+            "; anatomy derived from the ICBM 2009a template: Copyright (C) 1993-2009 Louis Collins, McConnell Brain "
+            "Imaging Centre, Montreal Neurological Institute, McGill University" if atlas else ""),
     }
 
 
@@ -154,6 +159,7 @@ def write_dataset(out_dir: str | os.PathLike, n_cases: int, seed: int, lesion: s
         manifest = {
             "generator": entries[0]["generator"],
             "seed": int(seed),
+            "family": cfg.family,
             "n_cases": n_cases,
             "lesion": lesion,
             "format": fmt,
@@ -164,7 +170,7 @@ def write_dataset(out_dir: str | os.PathLike, n_cases: int, seed: int, lesion: s
             "cases": entries,
         }
         if fmt in ("nifti", "both"):
-            write_json(staging / "dataset.json", _dataset_json(entries, seed, fmt))
+            write_json(staging / "dataset.json", _dataset_json(entries, seed, fmt, cfg.family))
         write_text(staging / "manifest.csv", _csv(entries))
         write_json(staging / "manifest.json", manifest)
         if out.exists():
