@@ -30,9 +30,11 @@ def synth_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     from sdpm_cli.synth import SynthConfig
-    from sdpm_cli.synth.config import FAMILY_CHOICES
+    from sdpm_cli.synth.config import DOMAIN_CHOICES, FAMILY_CHOICES
     from sdpm_cli.synth.dataset import write_dataset
 
+    if domain not in DOMAIN_CHOICES:
+        raise UsageError(f"--domain must be one of {', '.join(DOMAIN_CHOICES)}")
     if family not in FAMILY_CHOICES:
         raise UsageError(f"unknown family '{family}' (choose from {', '.join(FAMILY_CHOICES)})")
     if family == "atlas":
@@ -48,7 +50,7 @@ def synth_cmd(
         kw = {"thicknesses_mm": tuple(thickness), "thickness_weights": (1.0,) * len(thickness)}
     if matrix < 64 or matrix % 2:
         raise UsageError("--matrix must be an even number >= 64")
-    cfg = SynthConfig(matrix=matrix, family=family, **kw)
+    cfg = SynthConfig(matrix=matrix, family=family, domain=domain, **kw)
     t0 = time.perf_counter()
     man = write_dataset(out_dir, cases, seed, lesion=lesion, fmt=fmt, test_fraction=test_fraction,
                         progress=not quiet, cfg=cfg, workers=workers, force=force)
