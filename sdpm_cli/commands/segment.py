@@ -102,7 +102,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
     import SimpleITK as sitk
 
     from sdpm_cli.outputs.atomic import atomic_path
-    from sdpm_cli.outputs.report import report_from_segmentation, report_to_csv
+    from sdpm_cli.outputs.report import lesion_rows, report_from_segmentation, report_to_csv
 
     if outputs.get("dicom_seg"):
         if not all(getattr(s, "sop_instance_uid", "") for s in getattr(seg.study, "slices", None) or [None]):
@@ -112,8 +112,12 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
                              "(its grid is not the source grid); use the NIfTI mask")
     with contextlib.ExitStack() as stack:
         tmp = {k: stack.enter_context(atomic_path(p, force)) for k, p in outputs.items()}
+        rows = None  # the lesion table with each lesion's location, made once for report, CSV and preview
+        if {"report", "csv", "preview"} & set(tmp):
+            rows = lesion_rows(seg.labels, getattr(seg.study, "image", None))
         if "report" in tmp or "csv" in tmp:
-            rep = report_from_segmentation(seg, include_phi=include_phi, phi=_phi(seg.study) if include_phi else None)
+            rep = report_from_segmentation(seg, include_phi=include_phi, phi=_phi(seg.study) if include_phi else None,
+                                           lesions=rows)
             if "report" in tmp:
                 tmp["report"].write_text(json.dumps(rep, indent=2) + "\n")
             if "csv" in tmp:
@@ -124,7 +128,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
             from sdpm_cli.outputs.preview import write_preview
 
             write_preview(seg.study.image, seg.labels, tmp["preview"],
-                          volumes_ml={k: v.volume_ml for k, v in seg.volumes.items()}, force=True)
+                          volumes_ml={k: v.volume_ml for k, v in seg.volumes.items()}, force=True, lesions=rows)
         if "dicom_seg" in tmp:
             from sdpm_cli import __version__
             from sdpm_cli.outputs.dicomseg import write_dicom_seg

@@ -35,13 +35,18 @@ def _table(report) -> None:
     out.print(t)
     if not report.lesions:
         return
+    located = any(les.location for les in report.lesions)
     t = Table(title="Lesions (patient LPS mm)")
-    for col in ("class", "#", "volume mL", "centroid x, y, z mm", "slices", "bbox index x0-x1, y0-y1"):
-        t.add_column(col)
+    cols = ["class", "#", "volume mL", "centroid x, y, z mm", "slices", "bbox index x0-x1, y0-y1"]
+    for col in cols:
+        t.add_column(col, no_wrap=col == "class")
+    if located:
+        t.add_column("location", no_wrap=True, min_width=len("intraventricular"))
     for les in report.lesions:
         (x0, y0, _), (x1, y1, _) = les.bbox_index
         c = ", ".join(f"{v:.1f}" for v in les.centroid_mm)
-        t.add_row(les.name, str(les.id), f"{les.volume_ml:.3f}", c, f"{les.slices[0]}-{les.slices[1]}", f"{x0}-{x1}, {y0}-{y1}")
+        row = [les.name, str(les.id), f"{les.volume_ml:.3f}", c, f"{les.slices[0]}-{les.slices[1]}", f"{x0}-{x1}, {y0}-{y1}"]
+        t.add_row(*row, *([les.location or ""] if located else []))
     out.print(t)
 
 
@@ -53,6 +58,9 @@ def volume_cmd(
     as_csv: bool = typer.Option(False, "--csv", help="Print one CSV row per label and per lesion."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the report to FILE (.json or .csv, atomic)."),
     min_voxels: int = typer.Option(1, "--min-voxels", min=1, help="Ignore lesions smaller than this many voxels."),
+    image: Optional[Path] = typer.Option(None, "--image", exists=True, dir_okay=False, readable=True,
+                                         help="The CT (HU, on the mask's grid): adds each lesion's location "
+                                              "(intra-axial, intraventricular, extra-axial, subarachnoid)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
     from sdpm_cli.postprocess.lesions import measure_lesions, report_csv
@@ -66,7 +74,13 @@ def volume_cmd(
             raise UsageError(f"--out must end in .json or .csv (got {out_path.name})")
         check_writable(out_path, force)
 
-    report = measure_lesions(_read_mask(mask), min_voxels=min_voxels)
+    label = _read_mask(mask)
+    ct = _read_mask(image) if image is not None else None  # read before the work: a bad path fails fast
+    report = measure_lesions(label, min_voxels=min_voxels)
+    if ct is not None:
+        from sdpm_cli.postprocess.lesions import add_locations
+
+        add_locations(report, label, ct)
     for note in report.notes:
         warn(note)
     text = {"json": lambda: json.dumps(report.to_dict(), indent=2) + "\n", "csv": lambda: report_csv(report)}

@@ -9,9 +9,10 @@ does not depend on how the source stored its axes. Brain window: W80 L40 (0–80
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -19,6 +20,7 @@ import SimpleITK as sitk
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.outputs.atomic import atomic_path, check_writable
+from sdpm_cli.postprocess.location import LOCATION_CLASSES
 
 WINDOW_LEVEL = 40.0
 WINDOW_WIDTH = 80.0
@@ -86,8 +88,20 @@ def volumes_line(volumes_ml: dict[str, float]) -> str:
     return "   ".join(f"{name}: {v:.1f} mL" for name, v in volumes_ml.items())
 
 
-def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict[str, float], max_slices: int = 12):
-    """Build the montage figure (matplotlib, Agg); the caller saves or closes it."""
+def legend_label(name: str, lesions: Optional[Sequence[Mapping]] = None) -> str:
+    """'hemorrhage (1 extra-axial, 2 subarachnoid)': the class and its lesions' locations, when known."""
+    if not lesions:
+        return name
+    counts = Counter(r["location"] for r in lesions if r.get("class") == name and r.get("location"))
+    if not counts:
+        return name
+    return f"{name} (" + ", ".join(f"{counts[loc]} {loc}" for loc in LOCATION_CLASSES if counts[loc]) + ")"
+
+
+def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict[str, float], max_slices: int = 12,
+                   lesions: Optional[Sequence[Mapping]] = None):
+    """Build the montage figure (matplotlib, Agg); the caller saves or closes it. lesions: report rows
+    (`outputs.report.lesion_rows`); their locations are counted in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +130,8 @@ def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict
     empty = not (vol.labels > 0).any()
     title = volumes_line(volumes_ml) + ("   (no lesion segmented: central slices shown)" if empty else "")
     fig.suptitle(title, color="white", fontsize=11)
-    handles = [Patch(facecolor="none", edgecolor=CLASS_COLOURS[c], label=name) for c, name in CLASSES.items()]
+    handles = [Patch(facecolor="none", edgecolor=CLASS_COLOURS[c], label=legend_label(name, lesions))
+               for c, name in CLASSES.items()]
     fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False, labelcolor="white", fontsize=9)
     fig.text(0.99, 0.01, f"{CONVENTION_NOTE}; window W{WINDOW_WIDTH:g} L{WINDOW_LEVEL:g}", color="0.8",
              fontsize=7, ha="right", va="bottom")  # fmt: skip
@@ -139,6 +154,7 @@ def write_preview(
     volumes_ml: Optional[dict[str, float]] = None,
     force: bool = False,
     max_slices: int = 12,
+    lesions: Optional[Sequence[Mapping]] = None,
 ) -> Path:
     """Write the QC montage PNG; volumes_ml defaults to the volumes counted from the labels."""
     import matplotlib.pyplot as plt
@@ -149,7 +165,7 @@ def write_preview(
 
         measured = measure_lesions(labels)
         volumes_ml = {name: measured.volume_ml(c) for c, name in CLASSES.items()}
-    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices)
+    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices, lesions=lesions)
     try:
         return save_figure(fig, dest, force)
     finally:

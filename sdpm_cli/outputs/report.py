@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from sdpm_cli import __version__
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.outputs.atomic import write_json, write_text
+from sdpm_cli.postprocess.location import LOCATION_CLASSES
 
 SCHEMA_ID = "sdpm-report/1"
 
@@ -90,6 +91,10 @@ REPORT_SCHEMA: dict = {
                     "slice_first": {"type": "integer", "minimum": 0},
                     "slice_last": {"type": "integer", "minimum": 0},
                     "n_voxels": {"type": "integer", "minimum": 1},
+                    # optional (present when the CT was available): postprocess.location
+                    "location": {"enum": list(LOCATION_CLASSES)},
+                    "location_reason": _STR,
+                    "location_evidence": {"type": "object", "additionalProperties": _NUM_OR_NULL},
                 },
             },
         },
@@ -195,12 +200,14 @@ def _phi_keys_in(obj: Any, where: str = "") -> list[tuple[str, str]]:
 # ---- building the report --------------------------------------------------------------------------
 
 
-def lesion_rows(labels: sitk.Image) -> list[dict]:
+def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain: Optional[sitk.Image] = None) -> list[dict]:
     """Per-lesion rows for the report: `postprocess.lesions.measure_lesions` plus an ABC/2 estimate.
 
     Lesions are 26-connected components per class (largest first within a class); centroid_mm is
     the physical centre (patient LPS, mm) and slice_first/slice_last the 0-based z indices of the
-    label volume, i.e. positions in the source series' volume order.
+    label volume, i.e. positions in the source series' volume order. With the CT (`image_hu`, on the
+    labels' grid) every row also gets its location class, the reason and the evidence
+    (`postprocess.location.classify_lesions`; `brain` is the intracranial mask, computed if absent).
     """
     from scipy import ndimage
 
@@ -219,6 +226,11 @@ def lesion_rows(labels: sitk.Image) -> list[dict]:
             sub = comp[sl] == k
             box = ((sl[2].start, sl[1].start, sl[0].start), (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1))
             masks[(label, box, int(sub.sum()))] = sub
+    located = {}
+    if image_hu is not None and measured.lesions:
+        from sdpm_cli.postprocess.location import classify_lesions
+
+        located = {r.key: r for r in classify_lesions(labels, image_hu, brain)}
     rows = []
     for les in sorted(measured.lesions, key=lambda les: (les.label, les.id)):
         if les.label not in CLASSES:
@@ -237,6 +249,9 @@ def lesion_rows(labels: sitk.Image) -> list[dict]:
                 "n_voxels": int(les.n_voxels),
             }
         )
+        loc = located.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
+        if loc is not None:
+            rows[-1].update(loc.to_dict())
     return rows
 
 
@@ -327,11 +342,12 @@ def build_report(
 
 
 CSV_COLUMNS = ("id", "class", "label", "volume_ml", "abc2_ml", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
-               "slice_first", "slice_last", "n_voxels")  # fmt: skip
+               "slice_first", "slice_last", "n_voxels", "location")  # fmt: skip
 
 
 def report_to_csv(report: Mapping) -> str:
-    """One row per lesion (header only when there is none); centroid in patient LPS mm."""
+    """One row per lesion (header only when there is none); centroid in patient LPS mm; location empty
+    when the report has none."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -339,7 +355,7 @@ def report_to_csv(report: Mapping) -> str:
         x, y, z = r["centroid_mm"]
         abc2 = "" if r["abc2_ml"] is None else f"{r['abc2_ml']:.4f}"
         w.writerow([r["id"], r["class"], r["label"], f"{r['volume_ml']:.4f}", abc2, x, y, z,
-                    r["slice_first"], r["slice_last"], r["n_voxels"]])  # fmt: skip
+                    r["slice_first"], r["slice_last"], r["n_voxels"], r.get("location", "")])  # fmt: skip
     return buf.getvalue()
 
 
@@ -353,8 +369,17 @@ def write_report_csv(report: Mapping, dest, *, force: bool = False) -> Path:
     return write_text(dest, report_to_csv(report), force)
 
 
-def report_from_segmentation(seg: Any, *, include_phi: bool = False, phi: Optional[Mapping[str, Any]] = None) -> dict:
-    """The report of a `pipeline.Segmentation` (what `sdpm segment --report` writes)."""
+def report_from_segmentation(
+    seg: Any,
+    *,
+    include_phi: bool = False,
+    phi: Optional[Mapping[str, Any]] = None,
+    lesions: Optional[Sequence[Mapping]] = None,
+) -> dict:
+    """The report of a `pipeline.Segmentation` (what `sdpm segment --report` writes).
+
+    lesions: rows already made by `lesion_rows` (default: made here, with the location of each
+    lesion when the segmentation's study carries its CT image)."""
     header = dict(getattr(seg.model, "header", {}) or {})
     model = {
         "name": getattr(seg.model, "name", header.get("name", "")),
@@ -373,7 +398,7 @@ def report_from_segmentation(seg: Any, *, include_phi: bool = False, phi: Option
     }
     return build_report(
         volumes=seg.volumes,
-        lesions=lesion_rows(seg.labels),
+        lesions=lesion_rows(seg.labels, getattr(seg.study, "image", None)) if lesions is None else lesions,
         series=seg.study.series,
         warnings=seg.warnings,
         model=model,

@@ -40,6 +40,10 @@ class Lesion:
     bbox_index: tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (x, y, z) min, max
     bbox_mm: tuple[tuple[float, float, float], tuple[float, float, float]]  # min, max corner (voxel centres)
     slices: tuple[int, int]  # first, last z index (inclusive)
+    # set by add_locations (postprocess.location) when the CT is known; left out of to_dict otherwise
+    location: Optional[str] = None
+    location_reason: Optional[str] = None
+    location_evidence: Optional[dict] = None
 
 
 @dataclass
@@ -72,7 +76,8 @@ class LesionReport:
             "size": list(self.size),
             "spacing_mm": list(self.spacing),
             "labels": [asdict(v) for v in self.labels],
-            "lesions": [_jsonable(asdict(les)) for les in self.lesions],
+            "lesions": [_jsonable({k: v for k, v in asdict(les).items() if v is not None or not k.startswith("location")})
+                        for les in self.lesions],
             "notes": list(self.notes),
         }
 
@@ -188,7 +193,7 @@ CSV_COLUMNS = [
     "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
     "bbox_x0", "bbox_y0", "bbox_z0", "bbox_x1", "bbox_y1", "bbox_z1",
     "bbox_xmin_mm", "bbox_ymin_mm", "bbox_zmin_mm", "bbox_xmax_mm", "bbox_ymax_mm", "bbox_zmax_mm",
-    "slice_first", "slice_last",
+    "slice_first", "slice_last", "location",
 ]  # fmt: skip
 
 
@@ -207,7 +212,7 @@ def report_rows(report: LesionReport) -> list[dict]:
         row.update(zip(("bbox_x0", "bbox_y0", "bbox_z0", "bbox_x1", "bbox_y1", "bbox_z1"), (x0, y0, z0, x1, y1, z1)))
         row.update(zip(("bbox_xmin_mm", "bbox_ymin_mm", "bbox_zmin_mm"), (round(c, 3) for c in lo_mm)))
         row.update(zip(("bbox_xmax_mm", "bbox_ymax_mm", "bbox_zmax_mm"), (round(c, 3) for c in hi_mm)))
-        row.update(slice_first=les.slices[0], slice_last=les.slices[1])
+        row.update(slice_first=les.slices[0], slice_last=les.slices[1], location=les.location or "")
         rows.append(row)
     return [{c: r.get(c, "") for c in CSV_COLUMNS} for r in rows]
 
@@ -221,3 +226,18 @@ def report_csv(report: LesionReport) -> str:
     w.writeheader()
     w.writerows(report_rows(report))
     return buf.getvalue()
+
+
+def add_locations(report: LesionReport, label: sitk.Image, image_hu: sitk.Image, brain: Optional[sitk.Image] = None) -> LesionReport:
+    """Fill each lesion's location, reason and evidence (`postprocess.location`) from the CT on the
+    mask's grid; returns the same report."""
+    from sdpm_cli.postprocess.location import classify_lesions
+
+    if not report.lesions:
+        return report
+    found = {r.key: r for r in classify_lesions(label, image_hu, brain)}
+    for les in report.lesions:
+        r = found.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
+        if r is not None:
+            les.location, les.location_reason, les.location_evidence = r.location, r.reason, dict(r.evidence)
+    return report
