@@ -11,7 +11,11 @@ and excludes skull, scalp, head rest and air. Slice by slice:
 3. intracranial soft tissue = intracranial and soft_min_hu <= HU <= soft_max_hu;
 then the 3-D connected components (6-connected) of at least min_component_ml (always the largest),
 and holes filled per slice (calcifications, choroid plexus).
-Slices whose skull ring is open wider than the closing (low skull base, vertex caps) get no brain.
+Slices whose skull ring is open wider than the closing (low skull base, vertex caps) get no brain,
+with one exception: a head cut by the reconstruction circle or the image border (head off-centre, or a
+small field of view) has its ring closed along that edge, and the result is kept when it recovers
+clearly more brain than the plain method (so an intact skull with only the scalp on the edge is not
+changed).
 """
 
 from __future__ import annotations
@@ -60,9 +64,37 @@ def _bbox2d(mask: np.ndarray, margin: int, shape: tuple[int, int]) -> Optional[t
     )
 
 
-def intracranial_slice(hu: np.ndarray, spacing_yx: tuple[float, float], plan: PreprocessPlan) -> np.ndarray:
-    """Soft tissue inside the (closed) skull ring of one axial slice; bool [Y, X]."""
+def field_edge(shape: tuple[int, int]) -> np.ndarray:
+    """The rim of the reconstruction circle (inscribed in the matrix) and the image border; bool [Y, X]."""
+    ny, nx = shape
+    yy, xx = np.ogrid[:ny, :nx]
+    r = np.sqrt((yy - (ny - 1) / 2.0) ** 2 + (xx - (nx - 1) / 2.0) ** 2)
+    rad = min(ny, nx) / 2.0
+    edge = (r >= rad - 2.0) & (r <= rad)
+    edge[:2, :] = edge[-2:, :] = True
+    edge[:, :2] = edge[:, -2:] = True
+    return edge
+
+
+def intracranial_slice(hu: np.ndarray, spacing_yx: tuple[float, float], plan: PreprocessPlan,
+                       edge: Optional[np.ndarray] = None) -> np.ndarray:
+    """Soft tissue inside the (closed) skull ring of one axial slice; bool [Y, X].
+
+    `edge` (field_edge): where the head meets it, it may close a ring the field of view cut open.
+    """
     bone = hu > plan.bone_hu
+    out = _enclosed(hu, bone, spacing_yx, plan)
+    # only where there is a skull to close (>= 2 cm^2 of bone on the slice): no skull, no brain
+    if edge is not None and bone.sum() * spacing_yx[0] * spacing_yx[1] >= 200.0:
+        cut = edge & (hu > -300.0)
+        if cut.any():
+            rescued = _enclosed(hu, bone | cut, spacing_yx, plan) & ~cut
+            if rescued.sum() > 1.3 * out.sum() + 200:
+                return rescued
+    return out
+
+
+def _enclosed(hu: np.ndarray, bone: np.ndarray, spacing_yx: tuple[float, float], plan: PreprocessPlan) -> np.ndarray:
     out = np.zeros(hu.shape, dtype=bool)
     margin = int(np.ceil((plan.skull_close_mm + plan.skull_dilate_mm) / min(spacing_yx))) + 2
     box = _bbox2d(bone, margin, hu.shape)
@@ -84,8 +116,9 @@ def brain_mask_array(hu: np.ndarray, spacing_xyz: tuple[float, float, float], pl
     plan = plan or PreprocessPlan()
     spacing_yx = (float(spacing_xyz[1]), float(spacing_xyz[0]))
     mask = np.zeros(hu.shape, dtype=bool)
+    edge = field_edge(hu.shape[1:])
     for z in range(hu.shape[0]):
-        mask[z] = intracranial_slice(hu[z], spacing_yx, plan)
+        mask[z] = intracranial_slice(hu[z], spacing_yx, plan, edge)
     if not mask.any():
         return mask.astype(np.uint8)
     # 6-connectivity: a thin diagonal bridge does not join regions. uint16 labels keep thin-slice

@@ -164,3 +164,26 @@ def test_brain_mask_on_a_synthetic_study():
     assert (visible & ~m).sum() < 0.03 * visible.sum()
     assert (m & ~brain).sum() < 0.01 * brain.sum()
     assert lesion.any() and (m & lesion).sum() > 0.93 * lesion.sum()
+
+
+def _ring_head(shift_px: int, n: int = 128):
+    """Slices of a round head (scalp 40 HU, skull 1000 HU, brain 30 HU) shifted towards the image edge."""
+    yy, xx = np.mgrid[0:n, 0:n]
+    r = np.hypot(yy - n / 2, xx - n / 2 - shift_px)
+    sl = np.full((n, n), -1000, np.int16)
+    sl[r < 56] = 40
+    sl[r < 52] = 1000
+    sl[r < 48] = 30
+    img = sitk.GetImageFromArray(np.repeat(sl[None], 12, axis=0))
+    img.SetSpacing((1.6, 1.6, 5.0))
+    return img, r < 48
+
+
+def test_brain_mask_closes_a_skull_cut_by_the_field_of_view():
+    img, brain = _ring_head(40)  # the right side of the head runs off the image
+    m = sitk.GetArrayFromImage(brain_mask(img)).astype(bool)[6]
+    visible = brain & (np.arange(128)[None, :] < 126)
+    assert m[visible].mean() > 0.95 and not m[~brain].any()
+    img2, brain2 = _ring_head(8)  # only the scalp touches the edge: the plain method's answer stands
+    m2 = sitk.GetArrayFromImage(brain_mask(img2)).astype(bool)[6]
+    assert m2.sum() == pytest.approx(brain2.sum(), rel=0.02) and not (m2 & ~brain2).any()
