@@ -59,6 +59,9 @@ class DomainRanges:
     fov_mm: tuple[float, float] | None    # None: SynthConfig.fov_mm
     noise_hu: tuple[float, float]         # at 5 mm; log-uniform, grows for thinner slices
     psf_mm: tuple[float, float]
+    psf_tail: tuple[float, float]         # long-tailed PSF share (skull blooming), see Protocol
+    edge_boost: tuple[float, float]       # sharp-kernel overshoot, see Protocol
+    infarct_edge_mm: tuple[float, float]  # blur of an infarct's HU change at its margin (sharp .. ill-defined)
     nps_f0: tuple[float, float]           # noise texture (kernel): low = smooth/blotchy, high = sharp/fine
     streak_hu: tuple[float, float]
     deform_mm: tuple[float, float]        # smooth non-linear deformation of the anatomy (max displacement)
@@ -79,7 +82,7 @@ DOMAINS: dict[str, DomainRanges] = {
         blood_hu=(50.0, 90.0), blood_above_brain_hu=15.0, infarct_delta_hu=(3.0, 12.0),
         atrophy_beta=(1.6, 3.0), atrophy_scale=1.0, head_scale=(0.92, 1.08), skull_mm=(5.0, 7.5),
         scalp_mm=(4.0, 7.0), shape_sd=0.015, rotation_deg=(6.0, 4.0, 4.0), shift_mm=10.0, fov_mm=None,
-        noise_hu=(3.0, 5.0), psf_mm=(0.3, 0.5), nps_f0=(0.25, 0.4), streak_hu=(8.0, 25.0), deform_mm=(0.0, 0.0),
+        noise_hu=(3.0, 5.0), psf_mm=(0.3, 0.5), psf_tail=(0.0, 0.0), edge_boost=(0.0, 0.0), infarct_edge_mm=(0.0, 0.0), nps_f0=(0.25, 0.4), streak_hu=(8.0, 25.0), deform_mm=(0.0, 0.0),
         bias_hu=(0.0, 0.0), motion_prob=0.0, metal_prob=0.0, old_infarct_prob=0.05, basal_calc_prob=0.05,
         extra_pad_prob=0.0,
     ),
@@ -88,10 +91,10 @@ DOMAINS: dict[str, DomainRanges] = {
         csf_below_wm_hu=6.0, vessel_above_wm_hu=(8.0, 45.0), falx_hu=(35.0, 120.0),
         calcification_hu=(90.0, 1000.0), cortical_hu=(500.0, 2200.0), diploe_hu=(150.0, 1000.0),
         dense_bone_hu=(1200.0, 2600.0), scalp_hu=(10.0, 75.0), muscle_hu=(25.0, 80.0), fat_hu=(-140.0, -40.0),
-        blood_hu=(42.0, 100.0), blood_above_brain_hu=12.0, infarct_delta_hu=(2.0, 16.0),
+        blood_hu=(40.0, 95.0), blood_above_brain_hu=8.0, infarct_delta_hu=(2.0, 16.0),
         atrophy_beta=(1.1, 1.6), atrophy_scale=1.6, head_scale=(0.84, 1.16), skull_mm=(2.5, 10.0),
         scalp_mm=(1.5, 11.0), shape_sd=0.035, rotation_deg=(16.0, 14.0, 12.0), shift_mm=25.0, fov_mm=(170.0, 320.0),
-        noise_hu=(1.2, 12.0), psf_mm=(0.2, 1.2), nps_f0=(0.1, 0.75), streak_hu=(5.0, 60.0), deform_mm=(0.0, 8.0),
+        noise_hu=(1.2, 12.0), psf_mm=(0.2, 1.2), psf_tail=(0.0, 0.4), edge_boost=(0.0, 0.8), infarct_edge_mm=(0.0, 3.0), nps_f0=(0.1, 0.75), streak_hu=(5.0, 60.0), deform_mm=(0.0, 8.0),
         bias_hu=(0.0, 8.0), motion_prob=0.12, metal_prob=0.1, old_infarct_prob=0.15, basal_calc_prob=0.15,
         extra_pad_prob=0.4,
     ),
@@ -169,6 +172,9 @@ class Protocol:
     psf_sigma_mm: float
     nps_f0: float          # cycles/mm; the noise power spectrum peaks at f0/sqrt(2)
     streaks: bool
+    psf_tail: float = 0.0      # share of a long-tailed (Lorentzian) point spread: bone "blooms" into the brain
+    psf_tail_mm: float = 1.0   # its half width
+    edge_boost: float = 0.0    # edge-enhancing kernel: mid-frequency gain (overshoot / ringing at the inner table)
 
     @property
     def pixel_mm(self) -> float:
@@ -204,6 +210,9 @@ def draw_protocol(rng: np.random.Generator, cfg: SynthConfig) -> Protocol:
         psf_sigma_mm=float(rng.uniform(*r.psf_mm)),
         nps_f0=float(rng.uniform(*r.nps_f0)),
         streaks=bool(rng.random() < cfg.streak_prob),
+        psf_tail=float(rng.uniform(*r.psf_tail)) if r.psf_tail[1] > 0 else 0.0,
+        psf_tail_mm=float(rng.uniform(0.5, 3.0)) if r.psf_tail[1] > 0 else 1.0,
+        edge_boost=float(rng.uniform(*r.edge_boost)) if r.edge_boost[1] > 0 and rng.random() < 0.5 else 0.0,
     )
 
 

@@ -169,7 +169,13 @@ def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
     d_gm = delta + min(12.0, max(0.0, 0.5 * (H["gm"] - H["wm"])))
     d_vox = F32(delta) + an.gm[sl] * F32(d_gm - delta)
     hu = an.hu[sl]
-    hu -= w * tissue * d_vox
+    drop = w * tissue * d_vox
+    edge = float(rng.uniform(*p.r.infarct_edge_mm))
+    if edge > 0.3:  # ill-defined margin: the hypodensity fades out over ~edge mm (the label stays frac >= 0.5)
+        from scipy import ndimage
+
+        drop = ndimage.gaussian_filter(drop, edge / an.grid.h) * tissue
+    hu -= drop
     hu += w * F32(swell) * an.csf_surface[sl] * _hemisphere(an, sl, side) * F32(H["wm"] - delta - H["csf"])
     return les
 

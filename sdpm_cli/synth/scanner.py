@@ -217,7 +217,13 @@ def blur_and_noise(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator, 
     fy = np.fft.fftfreq(m, d=px)
     fx = np.fft.rfftfreq(m, d=px)
     f2 = (fy[:, None] ** 2 + fx[None, :] ** 2).astype(F32)
-    mtf = np.exp(-2 * np.pi ** 2 * p.psf_sigma_mm ** 2 * f2).astype(F32)
+    mtf = np.exp(-2 * np.pi ** 2 * p.psf_sigma_mm ** 2 * f2)
+    if p.psf_tail > 0:  # Gaussian core + Lorentzian tail (its transfer function is exp(-2 pi gamma |f|))
+        mtf = (1 - p.psf_tail) * mtf + p.psf_tail * np.exp(-2 * np.pi * p.psf_tail_mm * np.sqrt(f2))
+    if p.edge_boost > 0:  # sharp kernel: lift mid frequencies (edges overshoot), roll off at the top
+        fc = 0.6 * p.nps_f0 + 0.15
+        mtf = mtf * (1 + p.edge_boost * (f2 / fc ** 2) * np.exp(-f2 / (2 * fc ** 2)) * np.e / 2)
+    mtf = mtf.astype(F32)
     nf = _noise_filter(m, px, p.nps_f0)
     spec_shape = (vol.shape[0], m, m // 2 + 1)
     white = rng.standard_normal(spec_shape, dtype=F32) + 1j * rng.standard_normal(spec_shape, dtype=F32)
