@@ -18,9 +18,13 @@ import json
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_slices.py beside this file
 
 from sdpm_cli.labels import NUM_CLASSES
 from sdpm_cli.preprocess import PreprocessPlan, labels_from_probs, prepare, probs_to_native
@@ -87,7 +91,34 @@ def train(args) -> None:
                 "wall_s": time.time() - t0}, args.out)
 
 
+def load_baseline(path: str):
+    ck = torch.load(path, weights_only=True)
+    net = build(ck["arch"], ck["patch"])
+    net.load_state_dict(ck["state_dict"])
+    return net.eval(), ck
+
+
 @torch.inference_mode()
+def predict_image(net, ck, image):
+    """Label map (sitk, the image's grid) of one HU image: same preprocessing and grid as SDPM."""
+    import SimpleITK as sitk
+
+    prep = prepare(image, PreprocessPlan())
+    probs = np.zeros((NUM_CLASSES,) + prep.x.shape, dtype=np.float32)
+    idx = np.asarray(prep.brain_slices)
+    for s in range(0, len(idx), 16):
+        sl = idx[s : s + 16]
+        x = torch.from_numpy(prep.x[sl][:, None].astype(np.float32))
+        if ck["arch"] == "unetr":  # fixed input size: tile the 160 grid with the training patch
+            p = _tiled(net, x, ck["patch"])
+        else:
+            p = torch.sigmoid(net(x))
+        probs[:, sl] = (p * torch.from_numpy(prep.brain[sl][:, None])).numpy().transpose(1, 0, 2, 3)
+    img = sitk.GetImageFromArray(labels_from_probs(probs_to_native(probs, prep)))
+    img.CopyInformation(image)
+    return img
+
+
 def predict(args) -> None:
     import SimpleITK as sitk
 
@@ -95,32 +126,42 @@ def predict(args) -> None:
     from sdpm_cli.ingest import load_study
 
     torch.set_num_threads(args.threads)
-    ck = torch.load(args.model, weights_only=True)
-    net = build(ck["arch"], ck["patch"])
-    net.load_state_dict(ck["state_dict"])
-    net.eval()
-    plan = PreprocessPlan()
+    net, ck = load_baseline(args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for pair in dataset_cases(Path(args.data), "test"):
         study = load_study(pair.image)
-        prep = prepare(study.image, plan)
-        probs = np.zeros((NUM_CLASSES,) + prep.x.shape, dtype=np.float32)
-        idx = np.asarray(prep.brain_slices)
-        for s in range(0, len(idx), 16):
-            sl = idx[s : s + 16]
-            x = torch.from_numpy(prep.x[sl][:, None].astype(np.float32))
-            if ck["arch"] == "unetr":  # fixed input size: tile the 160 grid with the training patch
-                p = _tiled(net, x, ck["patch"])
-            else:
-                p = torch.sigmoid(net(x))
-            probs[:, sl] = (p * torch.from_numpy(prep.brain[sl][:, None])).numpy().transpose(1, 0, 2, 3)
-        labels = labels_from_probs(probs_to_native(probs, prep))
-        img = sitk.GetImageFromArray(labels)
-        img.CopyInformation(study.image)
-        sitk.WriteImage(img, str(out / f"{pair.case}.nii.gz"), useCompression=True)
+        sitk.WriteImage(predict_image(net, ck, study.image), str(out / f"{pair.case}.nii.gz"), useCompression=True)
     print(json.dumps({"predicted": str(out), "wall_s": round(time.time() - t0, 1)}))
+
+
+def predict_real(args) -> None:
+    """The real CT-ICH validation slices, scored like real_slices.py (20-slice column, middle slice)."""
+    import SimpleITK as sitk
+
+    from real_slices import N_REPEAT, cases, column, dice
+    from sdpm_cli.labels import CLASSES
+    from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
+
+    torch.set_num_threads(args.threads)
+    net, ck = load_baseline(args.model)
+    flt = LesionFilter.from_dict(json.loads(Path(args.filter).read_text())["chosen"]) if args.filter else None
+    rows = []
+    for name, ct, mask in cases():
+        col = column(sitk.ReadImage(str(ct)))
+        lab = sitk.GetArrayFromImage(predict_image(net, ck, col))
+        if flt is not None:
+            sp = col.GetSpacing()
+            keep = filter_class_masks(np.stack([lab == c for c in CLASSES]), flt, float(np.prod(sp)) / 1000.0, float(sp[2]))
+            lab = np.where(keep[1], 2, np.where(keep[0], 1, 0))
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))[0] > 0
+        rows.append({"case": name, "dice": dice(lab[N_REPEAT // 2] == 2, truth)})
+        print(name, f"{rows[-1]['dice']:.2f}", flush=True)
+    res = {"mean_dice": float(np.mean([r["dice"] for r in rows])), "cases": rows}
+    print(json.dumps({"mean_dice": round(res["mean_dice"], 3)}))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
 
 
 def _tiled(net, x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -154,8 +195,13 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("predict-real", help="score the real CT-ICH validation slices")
+    r.add_argument("--model", required=True)
+    r.add_argument("--filter", default=None, help="postprocess.py JSON whose chosen lesion filter is applied")
+    r.add_argument("--out", default=None)
+    r.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    train(args) if args.cmd == "train" else predict(args)
+    {"train": train, "predict": predict, "predict-real": predict_real}[args.cmd](args)
 
 
 if __name__ == "__main__":
