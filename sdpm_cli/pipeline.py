@@ -44,6 +44,16 @@ class LoadedModel:
         return self.header.get("sha256", "")
 
     @property
+    def volume_calibration(self) -> "VolumeCalibration | None":  # noqa: F821
+        """The calibrated volume error model (header `postprocess.volume_calibration`; None if absent)."""
+        from sdpm_cli.postprocess.uncertainty import VolumeCalibration
+
+        try:
+            return VolumeCalibration.from_dict((self.header.get("postprocess") or {}).get("volume_calibration"))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelError(f"{self.path.name}: unusable volume calibration in its header: {exc}") from None
+
+    @property
     def lesion_filter(self) -> "LesionFilter":  # noqa: F821
         """The model's own component filter (header `postprocess.lesion_filter`; none if absent)."""
         from sdpm_cli.postprocess.components import LesionFilter
@@ -102,11 +112,19 @@ def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tu
 
 @dataclass
 class ClassVolume:
+    """One class's volume with its interval (postprocess.uncertainty)."""
+
     name: str
     label: int
     volume_ml: float
-    ci95_ml: Optional[tuple[float, float]]  # from the spread of the diffusion samples; None for `out`
+    # interval for the TRUE volume at `level` (calibrated error model, contains volume_ml), or None
+    # when the model carries no calibration for this mode
+    ci95_ml: Optional[tuple[float, float]]
     n_samples: int
+    band_ml: float = 0.0  # volume with class probability in the uncertain band (model grid)
+    sample_range_ml: Optional[tuple[float, float]] = None  # min-max of the diffusion samples (sampler noise only)
+    level: Optional[float] = None
+    low_confidence: bool = False
 
 
 @dataclass
@@ -127,6 +145,8 @@ class Segmentation:
     lesion_filter: dict = field(default_factory=dict)  # the component filter applied (empty: none)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    volumes_by_mode: dict[str, dict[str, ClassVolume]] = field(default_factory=dict)  # every mode computed
+    interval_source: str = ""  # what the intervals were calibrated on ("" = not calibrated)
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -166,6 +186,7 @@ def segment_study(
     import torch
 
     from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
+    from sdpm_cli.postprocess.uncertainty import band_voxels
 
     from sdpm_cli.ingest import load_study
     from sdpm_cli.model.samplers import make_config, predict
@@ -201,13 +222,15 @@ def segment_study(
     run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
     masks_model = {m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes}
     prob_model = np.zeros((C, Z, H, W), dtype=np.float32)
+    band_model = {m: np.zeros(C, dtype=np.int64) for m in run_modes}  # uncertain-band pixels per class
     flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
     # each sample's whole-volume mask is kept only when a 3-D filter needs it (S x the label volume:
     # ~340 MB for the paper preset on a 66-slice study); otherwise its pixel counts are enough
     sample_masks: Optional[np.ndarray] = None  # bool [S, C, Z, H, W]
     sample_counts: Optional[np.ndarray] = None  # [S, C]
     key = str(getattr(study.series, "uid", "")) or str(study_or_path)
-    gen = torch.Generator(device="cpu").manual_seed(_seed_for_study(seed, key))
+    # one noise stream per stochastic mode, so each mode's answer does not depend on which others run
+    gen = {m: torch.Generator(device="cpu").manual_seed(_seed_for_study(seed, f"{key}:{m}")) for m in ("salient", "infer")}
     slices = np.asarray(prepared.brain_slices, dtype=int)
     n_calls = 0
     with torch.inference_mode():
@@ -219,7 +242,9 @@ def segment_study(
             n_calls = pred.n_calls
             prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in run_modes:
-                masks_model[m][:, idx] = pred.masks[m].cpu().numpy().transpose(1, 0, 2, 3).astype(np.uint8)
+                band_model[m] += band_voxels(pred.probs[m].float().cpu().numpy()).sum(axis=(0, 2, 3))
+            for m in run_modes:
+                masks_model[m][:, idx] = _one_class_per_pixel(pred.masks[m], pred.probs[m]).transpose(1, 0, 2, 3)
             if flt.active:
                 if sample_masks is None:
                     sample_masks = np.zeros((pred.sample_masks.shape[0], C, Z, H, W), dtype=bool)
@@ -239,9 +264,17 @@ def segment_study(
         if sample_masks is not None:
             sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
     probs_native = probs_to_native(prob_model, prepared)
-    labels_by_mode = {m: _labels_to_native(masks_model[m], probs_native, prepared) for m in run_modes}
+    labels_by_mode = _labels_by_mode_native(masks_model, prepared)
     labels = labels_by_mode[mode]
-    volumes = _class_volumes(labels, sample_counts, model_voxel_ml, mode)
+    calib = lm.volume_calibration
+    volumes_by_mode = {
+        m: _class_volumes(labels_by_mode[m], sample_counts if m == mode else None, model_voxel_ml, m,
+                          band_model[m] * model_voxel_ml, calib)
+        for m in run_modes
+    }
+    volumes = volumes_by_mode[mode]
+    if calib is None or calib.get(mode, "infarct") is None:
+        warnings.append(f"this model carries no calibrated volume interval for mode '{mode}': volumes are given without one")
     timings["postprocess_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return Segmentation(
@@ -259,20 +292,50 @@ def segment_study(
         lesion_filter=flt.to_dict() if flt.active else {},
         timings=timings,
         warnings=warnings,
+        volumes_by_mode=volumes_by_mode,
+        interval_source=calib.source if calib is not None and calib.get(mode, "infarct") is not None else "",
     )
 
 
-def _labels_to_native(mask_model: np.ndarray, probs_native: np.ndarray, prepared) -> sitk.Image:
-    """Binary model-grid masks -> native label map.
+def _one_class_per_pixel(masks: "torch.Tensor", probs: "torch.Tensor") -> np.ndarray:  # noqa: F821
+    """uint8 [B, C, H, W]: where both class masks are on, only the class with the higher probability
+    of this mode stays (on the model grid, from the mode's own probabilities, so a mode's labels do
+    not depend on which other modes ran)."""
+    m = masks.cpu().numpy().astype(bool)
+    p = probs.float().cpu().numpy()
+    if m.shape[1] == 2:
+        both = m[:, 0] & m[:, 1]
+        if both.any():
+            hem = p[:, 1] > p[:, 0]
+            m[:, 0] &= ~(both & hem)
+            m[:, 1] &= ~(both & ~hem)
+    return m.astype(np.uint8)
 
-    Each class mask is interpolated linearly onto the native grid and kept where >= 0.5, so lesion
-    boundaries fall half-way between model pixels instead of being blocky; where two classes
-    overlap, the one with the higher probability wins.
+
+def _labels_by_mode_native(masks_model: dict[str, np.ndarray], prepared) -> dict[str, sitk.Image]:
+    """Every mode's model-grid masks -> native label maps; `union` is built ON the native grid.
+
+    Interpolating each mode on its own and then OR-ing on the model grid lets a mode's native voxel
+    fall outside the union (745 salient voxels on a 2.5 mm study). Here the union's score of a class
+    is the voxel-wise maximum of the modes' native scores, so any voxel a mode labels as lesion
+    (its best score >= 0.5) is lesion in the union too (tested).
     """
     from sdpm_cli.preprocess import probs_to_native
 
-    score = probs_to_native(mask_model.astype(np.float32), prepared)
-    score += 1e-3 * probs_native  # tie-break between classes only
+    scores = {m: probs_to_native(v.astype(np.float32), prepared) for m, v in masks_model.items() if m != "union"}
+    if "union" in masks_model:
+        scores["union"] = np.maximum.reduce([scores[m] for m in ("out", "salient", "infer")])
+    return {m: _score_to_labels(scores[m], prepared) for m in masks_model}
+
+
+def _score_to_labels(score: np.ndarray, prepared) -> sitk.Image:
+    """Native per-class scores (interpolated binary masks) -> label map.
+
+    Each class mask is interpolated linearly onto the native grid and kept where >= 0.5, so lesion
+    boundaries fall half-way between model pixels instead of being blocky; the classes do not
+    overlap on the model grid (_one_class_per_pixel), and where their interpolated borders meet
+    the class with the higher score wins (an exact tie: the lower label).
+    """
     best = np.argmax(score, axis=0)
     keep = np.max(score, axis=0) >= 0.5
     labels = np.where(keep, best + 1, 0).astype(np.uint8)
@@ -281,8 +344,14 @@ def _labels_to_native(mask_model: np.ndarray, probs_native: np.ndarray, prepared
     return img
 
 
-def _class_volumes(labels: sitk.Image, sample_counts: Optional[np.ndarray], model_voxel_ml: float, mode: str):
-    """Point volume from the native mask; 95% interval from the per-sample volumes on the model grid."""
+def _class_volumes(labels: sitk.Image, sample_counts: Optional[np.ndarray], model_voxel_ml: float, mode: str,
+                   band_ml: np.ndarray, calib=None) -> dict[str, ClassVolume]:
+    """Point volume from the native mask; interval from the calibrated error model (uncertainty.py).
+
+    The diffusion samples' min-max is kept as `sample_range_ml` (sampler noise only, never called
+    an interval of the true volume)."""
+    from sdpm_cli.postprocess.uncertainty import low_confidence
+
     arr = sitk.GetArrayViewFromImage(labels)
     voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
     per_sample = sample_counts if sample_counts is not None else np.zeros((1, len(CLASSES)))  # [S, C]
@@ -291,8 +360,11 @@ def _class_volumes(labels: sitk.Image, sample_counts: Optional[np.ndarray], mode
     for c, name in CLASSES.items():
         vol = float(np.count_nonzero(arr == c)) * voxel_ml
         s = sample_ml[:, c - 1]
-        ci = None
-        if mode != "out" and len(s) > 1:
-            ci = (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)))
-        out[name] = ClassVolume(name=name, label=c, volume_ml=vol, ci95_ml=ci, n_samples=int(len(s)))
+        rng = (float(s.min()), float(s.max())) if mode != "out" and sample_counts is not None and len(s) > 1 else None
+        cal = calib.get(mode, name) if calib is not None else None
+        ci = cal.interval(vol, float(band_ml[c - 1])) if cal is not None else None
+        out[name] = ClassVolume(name=name, label=c, volume_ml=vol, ci95_ml=ci, n_samples=int(len(s)),
+                                band_ml=float(band_ml[c - 1]), sample_range_ml=rng,
+                                level=calib.level if cal is not None else None,
+                                low_confidence=vol > 0 and low_confidence(vol, ci, None))
     return out

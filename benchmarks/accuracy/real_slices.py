@@ -83,6 +83,13 @@ def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesio
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))[0] > 0
         seg = segment_study(_ColumnStudy(col, name), model=lm, mode=run_mode, seed=seed, lesion_filter=lesion_filter)
         row = {"case": name, "truth_px": int(truth.sum())}
+        # volumes of the whole 20-slice column (what an interval is about): truth, point, band, interval
+        voxel_ml = float(np.prod(col.GetSpacing())) / 1000.0
+        row["vol_truth_ml"] = int(truth.sum()) * N_REPEAT * voxel_ml
+        for m in modes:
+            v = seg.volumes_by_mode[m]["hemorrhage"]
+            row[f"vol_{m}"], row[f"band_{m}"] = v.volume_ml, v.band_ml
+            row[f"ci_{m}"] = list(v.ci95_ml) if v.ci95_ml is not None else None
         preds = {m: sitk.GetArrayViewFromImage(seg.labels_by_mode[m])[mid] for m in modes}
         for m, lab in preds.items():
             row[f"dice_{m}"] = dice(lab == 2, truth)
@@ -122,6 +129,7 @@ def main(argv=None) -> int:
     res["model"] = a.model or "default"
     for r in res["cases"]:
         print(r["case"], " ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_")),
+              f" vol truth {r['vol_truth_ml']:.1f} pred", ",".join(f"{r[f'vol_{m}']:.1f}" for m in a.modes.split(",")),
               " infarct px:", ",".join(str(v) for k, v in r.items() if k.startswith("infarct_px")))
     print("mean Dice:", {k: round(v, 3) for k, v in res["mean_dice"].items()})
     print("pooled Dice:", {k: round(v, 3) for k, v in res["pooled_dice"].items()})

@@ -102,7 +102,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
     import SimpleITK as sitk
 
     from sdpm_cli.outputs.atomic import atomic_path
-    from sdpm_cli.outputs.report import lesion_rows, report_from_segmentation, report_to_csv
+    from sdpm_cli.outputs.report import report_from_segmentation, report_to_csv, segmentation_lesion_rows
 
     if outputs.get("dicom_seg"):
         if not all(getattr(s, "sop_instance_uid", "") for s in getattr(seg.study, "slices", None) or [None]):
@@ -114,7 +114,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
         tmp = {k: stack.enter_context(atomic_path(p, force)) for k, p in outputs.items()}
         rows = None  # the lesion table with each lesion's location, made once for report, CSV and preview
         if {"report", "csv", "preview"} & set(tmp):
-            rows = lesion_rows(seg.labels, getattr(seg.study, "image", None))
+            rows = segmentation_lesion_rows(seg)
         if "report" in tmp or "csv" in tmp:
             rep = report_from_segmentation(seg, include_phi=include_phi, phi=_phi(seg.study) if include_phi else None,
                                            lesions=rows)
@@ -128,7 +128,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
             from sdpm_cli.outputs.preview import write_preview
 
             write_preview(seg.study.image, seg.labels, tmp["preview"],
-                          volumes_ml={k: v.volume_ml for k, v in seg.volumes.items()}, force=True, lesions=rows)
+                          volumes_ml=dict(seg.volumes), force=True, lesions=rows)
         if "dicom_seg" in tmp:
             from sdpm_cli import __version__
             from sdpm_cli.outputs.dicomseg import write_dicom_seg
@@ -154,8 +154,11 @@ def _phi(study) -> dict:
 
 
 def _volume_text(v) -> str:
-    ci = f" (95% interval {v.ci95_ml[0]:.1f}-{v.ci95_ml[1]:.1f})" if v.ci95_ml else ""
-    return f"{v.volume_ml:.2f} mL{ci}"
+    """'24.30 mL (95% interval of the true volume 20.1-28.7)' and a LOW CONFIDENCE mark when flagged."""
+    level = f"{(getattr(v, 'level', None) or 0.95):.0%}"
+    ci = f" ({level} interval of the true volume {v.ci95_ml[0]:.1f}-{v.ci95_ml[1]:.1f})" if v.ci95_ml else ""
+    flag = "  LOW CONFIDENCE" if getattr(v, "low_confidence", False) else ""
+    return f"{v.volume_ml:.2f} mL{ci}{flag}"
 
 
 def _print_summary(seg, outputs: dict) -> None:
@@ -163,6 +166,8 @@ def _print_summary(seg, outputs: dict) -> None:
     info(f"series: {getattr(s, 'description', '') or '?'} ({getattr(s, 'n_slices', '?')} slices)")
     for name, v in seg.volumes.items():
         out.print(f"{name}: {_volume_text(v)}")
+    if getattr(seg, "interval_source", ""):
+        info(f"intervals: calibrated on {seg.interval_source}")
     info(f"mode {seg.mode}, preset {seg.preset}, device {seg.device}, "
          f"{seg.timings.get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
 

@@ -146,7 +146,15 @@ def evaluate_dataset(
         for m in modes:
             if m not in seg.labels_by_mode:
                 raise ModelError(f"the pipeline returned no '{m}' labels for case {p.case}")
-            rows += _score(seg.labels_by_mode[m], truth, p.case, m, "segmentation")
+            scored = _score(seg.labels_by_mode[m], truth, p.case, m, "segmentation")
+            vols = (getattr(seg, "volumes_by_mode", None) or {}).get(m, {})
+            for r in scored:
+                v = vols.get(r.lesion_class)
+                if v is not None:
+                    r.band_ml = float(v.band_ml)
+                    if v.ci95_ml is not None:
+                        r.ci_lo_ml, r.ci_hi_ml = (float(x) for x in v.ci95_ml)
+            rows += scored
     if progress:
         progress(len(pairs), len(pairs), "")
     source = {

@@ -35,6 +35,11 @@ class CaseScore:
     lesions_true: int = 0
     lesions_detected: int = 0
     lesions_fp: int = 0
+    # when the model segmented the case (evaluate --data): the uncertain band and the calibrated
+    # interval of the predicted volume (postprocess.uncertainty), the raw material of calibration
+    band_ml: float = math.nan
+    ci_lo_ml: float = math.nan
+    ci_hi_ml: float = math.nan
 
     @classmethod
     def columns(cls) -> list[str]:

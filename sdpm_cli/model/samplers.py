@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -278,9 +278,16 @@ def _sample_masks(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> Tens
 
 
 @torch.no_grad()
-def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator,
+def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
+            generator: torch.Generator | Mapping[str, torch.Generator],
             brain: Tensor | None = None) -> Prediction:
-    """Read lesion probabilities and masks for a batch of slices x0 [B,1,H,W] in [-1, 1]."""
+    """Read lesion probabilities and masks for a batch of slices x0 [B,1,H,W] in [-1, 1].
+
+    `generator`: one for every mode, or one per stochastic mode ({"salient": g1, "infer": g2}):
+    with separate streams a `--mode salient` run draws exactly the noise that `salient` draws
+    inside `union`, so the union of one run contains the other modes' runs voxel for voxel.
+    """
+    gens = generator if isinstance(generator, Mapping) else {"salient": generator, "infer": generator}
     if x0.dim() != 4 or x0.shape[1] != 1:
         raise ValueError("x0 must be [B, 1, H, W]")
     if brain is not None:
@@ -291,9 +298,9 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: t
         if m == "out":
             samples[m] = predict_out(net, sched, x0)
         elif m == "salient":
-            samples[m] = predict_salient(net, sched, x0, cfg, generator)
+            samples[m] = predict_salient(net, sched, x0, cfg, gens["salient"])
         else:
-            samples[m] = predict_infer(net, sched, x0, cfg, generator)
+            samples[m] = predict_infer(net, sched, x0, cfg, gens["infer"])
     probs, spreads, masks, counts = {}, {}, {}, {}
     for m, p in samples.items():
         probs[m], spreads[m], raw, counts[m] = _summarise(p, brain, cfg)

@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -84,8 +84,21 @@ def choose_slices(labels_zyx: np.ndarray, max_slices: int = 12) -> list[int]:
     return sorted(pick)
 
 
-def volumes_line(volumes_ml: dict[str, float]) -> str:
-    return "   ".join(f"{name}: {v:.1f} mL" for name, v in volumes_ml.items())
+def volumes_line(volumes_ml: Mapping[str, Any]) -> str:
+    """'infarct: 0.0 mL   hemorrhage: 24.3 mL (95% 20.1-28.7, LOW CONFIDENCE)'. Values are floats
+    or the pipeline's ClassVolume (then the calibrated interval and the flag are shown)."""
+    parts = []
+    for name, v in volumes_ml.items():
+        if isinstance(v, (int, float)):
+            parts.append(f"{name}: {v:.1f} mL")
+            continue
+        extra = []
+        if getattr(v, "ci95_ml", None):
+            extra.append(f"95% {v.ci95_ml[0]:.1f}-{v.ci95_ml[1]:.1f}")
+        if getattr(v, "low_confidence", False):
+            extra.append("LOW CONFIDENCE")
+        parts.append(f"{name}: {v.volume_ml:.1f} mL" + (f" ({', '.join(extra)})" if extra else ""))
+    return "   ".join(parts)
 
 
 def legend_label(name: str, lesions: Optional[Sequence[Mapping]] = None) -> str:
@@ -93,9 +106,11 @@ def legend_label(name: str, lesions: Optional[Sequence[Mapping]] = None) -> str:
     if not lesions:
         return name
     counts = Counter(r["location"] for r in lesions if r.get("class") == name and r.get("location"))
-    if not counts:
-        return name
-    return f"{name} (" + ", ".join(f"{counts[loc]} {loc}" for loc in LOCATION_CLASSES if counts[loc]) + ")"
+    parts = [f"{counts[loc]} {loc}" for loc in LOCATION_CLASSES if counts[loc]]
+    unsure = sum(1 for r in lesions if r.get("class") == name and r.get("low_confidence"))
+    if unsure:
+        parts.append(f"{unsure} low confidence")
+    return f"{name} (" + ", ".join(parts) + ")" if parts else name
 
 
 def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict[str, float], max_slices: int = 12,

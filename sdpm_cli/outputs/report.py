@@ -70,6 +70,12 @@ REPORT_SCHEMA: dict = {
                         "ci95_ml": {"type": ["array", "null"], "items": _NUM, "minItems": 2, "maxItems": 2},
                         "n_samples": {"type": ["integer", "null"], "minimum": 0},
                         "n_lesions": {"type": "integer", "minimum": 0},
+                        # optional (postprocess.uncertainty): what ci95_ml covers and how sure the model is
+                        "interval_level": _NUM_OR_NULL,
+                        "interval_covers": _STR,
+                        "band_ml": {"type": "number", "minimum": 0},
+                        "sample_range_ml": {"type": ["array", "null"], "items": _NUM, "minItems": 2, "maxItems": 2},
+                        "low_confidence": {"type": "boolean"},
                     },
                 }
                 for label, name in CLASSES.items()
@@ -95,6 +101,11 @@ REPORT_SCHEMA: dict = {
                     "location": {"enum": list(LOCATION_CLASSES)},
                     "location_reason": _STR,
                     "location_evidence": {"type": "object", "additionalProperties": _NUM_OR_NULL},
+                    # optional (when the probabilities were available): postprocess.uncertainty
+                    "mean_prob": {"type": "number", "minimum": 0, "maximum": 1},
+                    "core_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                    "ci95_ml": {"type": ["array", "null"], "items": _NUM, "minItems": 2, "maxItems": 2},
+                    "low_confidence": {"type": "boolean"},
                 },
             },
         },
@@ -200,7 +211,8 @@ def _phi_keys_in(obj: Any, where: str = "") -> list[tuple[str, str]]:
 # ---- building the report --------------------------------------------------------------------------
 
 
-def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain: Optional[sitk.Image] = None) -> list[dict]:
+def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain: Optional[sitk.Image] = None,
+                probs: Optional[np.ndarray] = None, calibration: Optional[Mapping[str, Any]] = None) -> list[dict]:
     """Per-lesion rows for the report: `postprocess.lesions.measure_lesions` plus an ABC/2 estimate.
 
     Lesions are 26-connected components per class (largest first within a class); centroid_mm is
@@ -208,6 +220,10 @@ def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain
     label volume, i.e. positions in the source series' volume order. With the CT (`image_hu`, on the
     labels' grid) every row also gets its location class, the reason and the evidence
     (`postprocess.location.classify_lesions`; `brain` is the intracranial mask, computed if absent).
+    With the class probabilities (`probs` [C, Z, Y, X] on the labels' grid) every row gets its
+    confidence: mean probability, the fraction of its voxels with p >= 0.8 (`core_fraction`: where
+    diffusion samples agree), and, with `calibration` (class name -> ClassCalibration), the
+    calibrated interval of its volume and a `low_confidence` flag (postprocess.uncertainty).
     """
     from scipy import ndimage
 
@@ -252,7 +268,37 @@ def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain
         loc = located.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
         if loc is not None:
             rows[-1].update(loc.to_dict())
+        if probs is not None and sub is not None:
+            rows[-1].update(_lesion_confidence(sub, les, probs, spacing, (calibration or {}).get(les.name)))
     return rows
+
+
+def _lesion_confidence(sub: np.ndarray, les, probs: np.ndarray, spacing, cal) -> dict:
+    """Mean probability, core fraction, calibrated interval and flag of one lesion (its box + 2 voxels)."""
+    from scipy import ndimage
+
+    from sdpm_cli.postprocess.uncertainty import band_voxels, low_confidence
+
+    (x0, y0, z0), (x1, y1, z1) = les.bbox_index
+    p = np.asarray(probs[les.label - 1][z0 : z1 + 1, y0 : y1 + 1, x0 : x1 + 1], dtype=np.float32)
+    inside = p[sub]
+    mean_prob = float(inside.mean()) if inside.size else 0.0
+    row: dict = {"mean_prob": round(min(max(mean_prob, 0.0), 1.0), 4),
+                 "core_fraction": round(float((inside >= 0.8).mean()) if inside.size else 0.0, 4)}
+    ci = None
+    if cal is not None:
+        # the uncertain band in and around the lesion (2 voxels in-plane), on the native grid
+        Y, X = probs.shape[2:]
+        ya, yb, xa, xb = max(y0 - 2, 0), min(y1 + 3, Y), max(x0 - 2, 0), min(x1 + 3, X)
+        zone = np.zeros((z1 - z0 + 1, yb - ya, xb - xa), bool)
+        zone[:, y0 - ya : y0 - ya + sub.shape[1], x0 - xa : x0 - xa + sub.shape[2]] = sub
+        zone = ndimage.binary_dilation(zone, structure=np.ones((1, 5, 5), bool))
+        near = np.asarray(probs[les.label - 1][z0 : z1 + 1, ya:yb, xa:xb])
+        band_ml = float(np.count_nonzero(band_voxels(near) & zone)) * float(np.prod(spacing)) / 1000.0
+        ci = cal.interval(float(les.volume_ml), band_ml)
+        row["ci95_ml"] = [float(ci[0]), float(ci[1])]
+    row["low_confidence"] = bool(low_confidence(float(les.volume_ml), ci, mean_prob))
+    return row
 
 
 def software_versions() -> dict[str, str]:
@@ -270,20 +316,31 @@ def _as_dict(obj: Any) -> dict:
     return dict(obj)
 
 
-def _volume_entry(label: int, v: Any, n_lesions: int) -> dict:
+def _volume_entry(label: int, v: Any, n_lesions: int, covers: str = "") -> dict:
     """Accepts a float (mL), a mapping, or the pipeline's ClassVolume."""
     if isinstance(v, (int, float)):
         d: dict = {"volume_ml": float(v)}
     else:
         d = _as_dict(v)
     ci = d.get("ci95_ml")
-    return {
+    entry = {
         "label": label,
         "volume_ml": float(d["volume_ml"]),
         "ci95_ml": [float(ci[0]), float(ci[1])] if ci is not None else None,
         "n_samples": int(d["n_samples"]) if d.get("n_samples") is not None else None,
         "n_lesions": n_lesions,
     }
+    if "band_ml" in d:  # the pipeline's ClassVolume: say what the interval is
+        rng = d.get("sample_range_ml")
+        entry.update({
+            "interval_level": d.get("level"),
+            "interval_covers": (f"true lesion volume, calibrated on {covers}" if ci is not None and covers
+                                else "no calibrated interval for this model and mode"),
+            "band_ml": round(float(d["band_ml"]), 4),
+            "sample_range_ml": [float(rng[0]), float(rng[1])] if rng is not None else None,
+            "low_confidence": bool(d.get("low_confidence", False)),
+        })
+    return entry
 
 
 def _strip_phi(d: Mapping) -> dict:
@@ -302,13 +359,15 @@ def build_report(
     include_phi: bool = False,
     phi: Optional[Mapping[str, Any]] = None,
     created_utc: Optional[str] = None,
+    interval_source: str = "",
 ) -> dict:
     """Assemble the report from explicit inputs (validated before it is returned).
 
     volumes: per class name, a float (mL), a mapping with volume_ml / ci95_ml / n_samples, or the
     pipeline's ClassVolume. lesions: rows as `lesion_rows` makes them. series: SeriesInfo or a dict
     (identifier keys are dropped). model: name, version, sha256. run: mode, preset, seed, device,
-    runtime_s. phi is included only when include_phi is True.
+    runtime_s. phi is included only when include_phi is True. interval_source: what the volume
+    intervals were calibrated on (said in each volume's `interval_covers`).
     """
     lesions = [dict(r) for r in lesions]
     counts = {name: sum(1 for r in lesions if r["class"] == name) for name in CLASSES.values()}
@@ -316,7 +375,8 @@ def build_report(
         "schema": SCHEMA_ID,
         "sdpm_version": __version__,
         "created_utc": created_utc or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "volumes": {name: _volume_entry(label, volumes[name], counts[name]) for label, name in CLASSES.items()},
+        "volumes": {name: _volume_entry(label, volumes[name], counts[name], interval_source)
+                    for label, name in CLASSES.items()},
         "lesions": lesions,
         "series": _strip_phi(_as_dict(series)),
         "warnings": [str(w) for w in warnings],
@@ -342,7 +402,8 @@ def build_report(
 
 
 CSV_COLUMNS = ("id", "class", "label", "volume_ml", "abc2_ml", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
-               "slice_first", "slice_last", "n_voxels", "location")  # fmt: skip
+               "slice_first", "slice_last", "n_voxels", "location", "ci95_lo_ml", "ci95_hi_ml", "mean_prob",
+               "low_confidence")  # fmt: skip
 
 
 def report_to_csv(report: Mapping) -> str:
@@ -354,8 +415,12 @@ def report_to_csv(report: Mapping) -> str:
     for r in report["lesions"]:
         x, y, z = r["centroid_mm"]
         abc2 = "" if r["abc2_ml"] is None else f"{r['abc2_ml']:.4f}"
+        ci = r.get("ci95_ml")
         w.writerow([r["id"], r["class"], r["label"], f"{r['volume_ml']:.4f}", abc2, x, y, z,
-                    r["slice_first"], r["slice_last"], r["n_voxels"], r.get("location", "")])  # fmt: skip
+                    r["slice_first"], r["slice_last"], r["n_voxels"], r.get("location", ""),
+                    "" if ci is None else f"{ci[0]:.4f}", "" if ci is None else f"{ci[1]:.4f}",
+                    "" if r.get("mean_prob") is None else f"{r['mean_prob']:.4f}",
+                    "" if "low_confidence" not in r else int(bool(r["low_confidence"]))])  # fmt: skip
     return buf.getvalue()
 
 
@@ -367,6 +432,18 @@ def write_report(report: Mapping, dest, *, force: bool = False) -> Path:
 
 def write_report_csv(report: Mapping, dest, *, force: bool = False) -> Path:
     return write_text(dest, report_to_csv(report), force)
+
+
+def segmentation_lesion_rows(seg: Any) -> list[dict]:
+    """`lesion_rows` of a `pipeline.Segmentation`: locations from its CT, confidence from its
+    probabilities, per-lesion intervals from its model's calibration for the mode it ran."""
+    calib = getattr(getattr(seg, "model", None), "volume_calibration", None)
+    per_class = None
+    if calib is not None:
+        per_class = {name: calib.get(seg.mode, name) for name in CLASSES.values()}
+        per_class = {k: v for k, v in per_class.items() if v is not None} or None
+    probs = getattr(seg, "probs", None)
+    return lesion_rows(seg.labels, getattr(seg.study, "image", None), probs=probs, calibration=per_class)
 
 
 def report_from_segmentation(
@@ -398,7 +475,8 @@ def report_from_segmentation(
     }
     return build_report(
         volumes=seg.volumes,
-        lesions=lesion_rows(seg.labels, getattr(seg.study, "image", None)) if lesions is None else lesions,
+        lesions=segmentation_lesion_rows(seg) if lesions is None else lesions,
+        interval_source=getattr(seg, "interval_source", ""),
         series=seg.study.series,
         warnings=seg.warnings,
         model=model,

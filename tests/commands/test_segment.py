@@ -73,13 +73,27 @@ def test_single_study_writes_mask_on_the_native_grid(run_cli, tiny_model, studie
     assert not list(tmp_path.glob(".*part*"))
 
 
-def test_union_contains_every_mode_and_volume_matches_mask(tiny_model, studies):
+def test_union_contains_every_mode_and_volume_matches_mask(tiny_model, studies, tmp_path):
     from sdpm_cli.pipeline import segment_study
 
-    seg = segment_study(studies["study1"], model=tiny_model, mode="union", seed=1)
-    union = sitk.GetArrayFromImage(seg.labels_by_mode["union"]) > 0
-    for m in ("out", "salient", "infer"):
-        assert not np.any((sitk.GetArrayFromImage(seg.labels_by_mode[m]) > 0) & ~union), m
+    # also a 2.5 mm study whose native grid (1.7 mm pixels) is not the model grid (2.5 mm): there,
+    # interpolating each mode on its own used to leave mode voxels outside the union
+    case = generate_case(7, SynthConfig(matrix=128, thicknesses_mm=(2.5,), thickness_weights=(1.0,), fov_mm=(220.0, 220.0),
+                                        domain="clinical"))
+    thin = tmp_path / "thin.nii.gz"
+    sitk.WriteImage(case.image, str(thin))
+    for study in (studies["study1"], thin):
+        seg = segment_study(study, model=tiny_model, mode="union", seed=1)
+        union = sitk.GetArrayFromImage(seg.labels_by_mode["union"])
+        assert (union > 0).any()
+        for m in ("out", "salient", "infer"):
+            # the mode run on its own, as a user compares `--mode salient` with `--mode union`
+            alone = sitk.GetArrayFromImage(segment_study(study, model=tiny_model, mode=m, seed=1).labels)
+            assert np.array_equal(alone, sitk.GetArrayFromImage(seg.labels_by_mode[m])), m
+            lab = alone
+            assert not np.any((lab > 0) & (union == 0)), m  # every lesion voxel of a mode is lesion in union
+            for c, other in ((1, 2), (2, 1)):  # ... and of the same class unless another mode calls it the other
+                assert not np.any((lab == c) & (union != c) & (union != other)), (m, c)
     arr = sitk.GetArrayFromImage(seg.labels)
     voxel_ml = np.prod(seg.labels.GetSpacing()) / 1000
     for name, label in (("infarct", 1), ("hemorrhage", 2)):
@@ -187,7 +201,7 @@ def test_lesion_filter_from_the_model_header_applies_to_mask_and_interval(run_cl
     seg = segment_study(studies["study1"], model=filtered_model, mode="union", seed=1)
     assert not sitk.GetArrayFromImage(seg.labels).any()
     for v in seg.volumes.values():
-        assert v.volume_ml == 0 and v.ci95_ml == (0.0, 0.0)
+        assert v.volume_ml == 0 and v.sample_range_ml == (0.0, 0.0) and v.ci95_ml is None  # no calibration here
     assert seg.lesion_filter["infarct"]["min_ml"] == 1e6
     # an explicit empty filter turns the model's off: the same answer as the plain model
     off = segment_study(studies["study1"], model=filtered_model, mode="union", seed=1, lesion_filter={})
@@ -201,3 +215,34 @@ def test_lesion_filter_from_the_model_header_applies_to_mask_and_interval(run_cl
                            "--out", tmp_path / "m2.nii.gz", "--report", tmp_path / "r2.json", "--quiet")
     assert code == 0, err
     assert json.loads((tmp_path / "r2.json").read_text())["run"]["lesion_filter"] == {}
+
+
+def test_calibrated_interval_contains_the_point_volume_in_every_mode(run_cli, tiny_model, studies, tmp_path):
+    from sdpm_cli.model.checkpoint import update_header
+    from sdpm_cli.pipeline import segment_study
+    from sdpm_cli.postprocess.uncertainty import ClassCalibration, VolumeCalibration
+
+    cal = VolumeCalibration(level=0.95, source="a test calibration", classes={
+        m: {"infarct": ClassCalibration(-0.8, 1.5, 40), "hemorrhage": ClassCalibration(-0.6, 0.9, 40)}
+        for m in ("out", "salient", "infer", "union")})
+    model = update_header(tiny_model, {"postprocess": {"volume_calibration": cal.to_dict()}}, out=tmp_path / "c.pt")
+    seg = segment_study(studies["study1"], model=model, mode="union", seed=1)
+    assert seg.interval_source == "a test calibration"
+    for m, vols in seg.volumes_by_mode.items():
+        for name, v in vols.items():
+            assert v.ci95_ml is not None and v.ci95_ml[0] <= v.volume_ml <= v.ci95_ml[1], (m, name)
+            arr = sitk.GetArrayFromImage(seg.labels_by_mode[m])
+            assert v.volume_ml == pytest.approx(np.count_nonzero(arr == v.label) * np.prod(seg.labels.GetSpacing()) / 1000)
+    report = tmp_path / "r.json"
+    code, out, err = run_cli("segment", studies["study1"], "--model", model, "--mode", "union", "--out", tmp_path / "m.nii.gz",
+                             "--report", report, "--csv", tmp_path / "l.csv")
+    assert code == 0, err
+    rep = json.loads(report.read_text())
+    for name, v in rep["volumes"].items():
+        assert v["ci95_ml"][0] <= v["volume_ml"] <= v["ci95_ml"][1]
+        assert v["interval_covers"] == "true lesion volume, calibrated on a test calibration"
+    for les in rep["lesions"]:
+        assert les["ci95_ml"][0] <= les["volume_ml"] <= les["ci95_ml"][1] and 0 <= les["mean_prob"] <= 1
+    assert "interval of the true volume" in out and "calibrated on a test calibration" in err + out
+    rows = list(csv.DictReader((tmp_path / "l.csv").open()))
+    assert all(float(r["ci95_lo_ml"]) <= float(r["volume_ml"]) <= float(r["ci95_hi_ml"]) for r in rows)

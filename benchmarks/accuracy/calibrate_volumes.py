@@ -1,0 +1,165 @@
+"""Calibrate the volume interval of a model on validation studies, and measure its coverage elsewhere.
+
+    # 1. segment validation studies of both phantom families with the model (all modes in one pass)
+    sdpm evaluate --data data/val_setA --model M.pt --modes out,salient,infer,union --out runs/cal/valA
+    sdpm evaluate --data data/val_setB --model M.pt --modes out,salient,infer,union --out runs/cal/valB
+    # 2. fit the split-conformal error model per mode and class, write it into the checkpoint
+    python benchmarks/accuracy/calibrate_volumes.py --calibrate runs/cal/valA,runs/cal/valB \
+        --source "validation phantoms of families A and B (44 studies)" --write M.pt
+    # 3. coverage on held-out sets (evaluate folders) and on the real slices (real_slices.py JSON)
+    python benchmarks/accuracy/calibrate_volumes.py --model M.pt --check "A=runs/testA" --check "B=runs/testB" \
+        --real runs/real.json --out runs/coverage.json
+
+The error model is postprocess.uncertainty (interval = V + [q_lo, q_hi] * (band + 0.1 V + 0.5 mL)).
+Coverage is the fraction of (study, class) pairs whose true volume lies inside the interval, given
+over every study and over the studies that hold the class; with n pairs a coverage p has a binomial
+standard error sqrt(p (1 - p) / n), printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from sdpm_cli.labels import CLASSES  # noqa: E402
+from sdpm_cli.postprocess.uncertainty import (  # noqa: E402
+    DEFAULT_LEVEL,
+    ClassCalibration,
+    VolumeCalibration,
+    calibrate_class,
+)
+
+
+def read_rows(folder: Path) -> list[dict]:
+    """Rows of an evaluate folder's per_case.csv with a band (i.e. segmented by the model), ok status."""
+    with open(Path(folder) / "per_case.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["status"] == "ok" and r.get("band_ml") not in (None, "")]
+    for r in rows:
+        for k in ("vol_pred_ml", "vol_truth_ml", "band_ml"):
+            r[k] = float(r[k])
+    return rows
+
+
+def fit(rows: list[dict], level: float, source: str) -> VolumeCalibration:
+    classes: dict[str, dict[str, ClassCalibration]] = {}
+    for mode in sorted({r["mode"] for r in rows}):
+        for name in CLASSES.values():
+            sel = [r for r in rows if r["mode"] == mode and r["lesion_class"] == name]
+            if sel:
+                classes.setdefault(mode, {})[name] = calibrate_class(
+                    [r["vol_pred_ml"] for r in sel], [r["vol_truth_ml"] for r in sel], [r["band_ml"] for r in sel],
+                    level=level)
+    return VolumeCalibration(level=level, source=source, classes=classes)
+
+
+def _cover(cal: ClassCalibration, pred: float, truth: float, band: float) -> tuple[bool, float]:
+    lo, hi = cal.interval(pred, band)
+    return lo - 1e-9 <= truth <= hi + 1e-9, hi - lo
+
+
+def coverage_table(cal: VolumeCalibration, sets: dict[str, list[dict]]) -> list[dict]:
+    """Per set, mode and class: coverage over all studies and over studies holding the class."""
+    out = []
+    for set_name, rows in sets.items():
+        for mode in sorted({r["mode"] for r in rows}):
+            for name in CLASSES.values():
+                c = cal.get(mode, name)
+                sel = [r for r in rows if r["mode"] == mode and r["lesion_class"] == name]
+                if c is None or not sel:
+                    continue
+                hits = [_cover(c, r["vol_pred_ml"], r["vol_truth_ml"], r["band_ml"]) for r in sel]
+                pos = [h for h, r in zip(hits, sel) if r["vol_truth_ml"] > 0]
+                row = {"set": set_name, "mode": mode, "class": name, "n": len(hits),
+                       "coverage": sum(h for h, _ in hits) / len(hits),
+                       "n_with_class": len(pos),
+                       "coverage_with_class": (sum(h for h, _ in pos) / len(pos)) if pos else None,
+                       "median_width_ml_with_class": (sorted(w for _, w in pos)[len(pos) // 2]) if pos else None}
+                out.append(row)
+    return out
+
+
+def real_rows(path: Path) -> list[dict]:
+    """real_slices.py JSON -> rows like read_rows (hemorrhage only: the slices' masks hold no infarct)."""
+    res = json.loads(Path(path).read_text())
+    rows = []
+    for case in res["cases"]:
+        for k in case:
+            if k.startswith("band_"):
+                m = k[len("band_"):]
+                rows.append({"mode": m, "case": case["case"], "lesion_class": "hemorrhage",
+                             "vol_pred_ml": float(case[f"vol_{m}"]), "vol_truth_ml": float(case["vol_truth_ml"]),
+                             "band_ml": float(case[k])})
+    return rows
+
+
+def _fmt(row: dict) -> str:
+    def cov(p, n):
+        return "-" if p is None else f"{p:.3f} ± {math.sqrt(max(p * (1 - p), 1e-12) / n):.3f} (n {n})"
+
+    w = row["median_width_ml_with_class"]
+    return (f"| {row['set']} | {row['mode']} | {row['class']} | {cov(row['coverage'], row['n'])} | "
+            f"{cov(row['coverage_with_class'], row['n_with_class'])} | {'-' if w is None else f'{w:.1f}'} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calibrate", default=None, help="comma-separated evaluate folders to fit on")
+    ap.add_argument("--level", type=float, default=DEFAULT_LEVEL)
+    ap.add_argument("--source", default="", help="what the calibration studies are (said in every report)")
+    ap.add_argument("--write", default=None, help="write the calibration into this checkpoint")
+    ap.add_argument("--model", default=None, help="read the calibration from this checkpoint (instead of fitting)")
+    ap.add_argument("--check", action="append", default=[], help="NAME=evaluate folder to measure coverage on")
+    ap.add_argument("--real", default=None, help="real_slices.py JSON to measure coverage on")
+    ap.add_argument("--out", default=None, help="write the coverage table (JSON) here")
+    a = ap.parse_args(argv)
+
+    if a.calibrate:
+        rows = [r for f in a.calibrate.split(",") for r in read_rows(Path(f))]
+        cal = fit(rows, a.level, a.source or a.calibrate)
+        print(f"calibrated on {len({r['case'] for r in rows})} studies: {cal.source}")
+        for m, per in cal.classes.items():
+            for name, c in per.items():
+                print(f"  {m:8s} {name:11s} q_lo {c.q_lo:+.3f}  q_hi {c.q_hi:+.3f}  (n {c.n})")
+        if a.write:
+            from sdpm_cli.model.checkpoint import read_header, update_header
+
+            post = dict(read_header(a.write).get("postprocess") or {})
+            post["volume_calibration"] = cal.to_dict()
+            update_header(a.write, {"postprocess": post}, force=True)
+            print(f"wrote the calibration into {a.write}")
+    elif a.model:
+        from sdpm_cli.model.checkpoint import read_header
+
+        cal = VolumeCalibration.from_dict((read_header(a.model).get("postprocess") or {}).get("volume_calibration"))
+        if cal is None:
+            print(f"{a.model} carries no volume calibration", file=sys.stderr)
+            return 2
+    else:
+        ap.error("give --calibrate FOLDERS or --model M.pt")
+
+    sets = {}
+    for spec in a.check:
+        name, _, folder = spec.partition("=")
+        sets[name] = read_rows(Path(folder))
+    if a.real:
+        sets["real slices"] = real_rows(Path(a.real))
+    if sets:
+        table = coverage_table(cal, sets)
+        print(f"\n| data | mode | class | coverage, all studies | coverage, studies with the class | median width mL |")
+        print("|---|---|---|---|---|---|")
+        for row in table:
+            print(_fmt(row))
+        if a.out:
+            Path(a.out).write_text(json.dumps({"level": cal.level, "source": cal.source, "coverage": table}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
