@@ -88,6 +88,7 @@ def coverage_table(cal: VolumeCalibration, sets: dict[str, list[dict]]) -> list[
 def real_rows(path: Path) -> list[dict]:
     """real_slices.py JSON -> rows like read_rows (hemorrhage only: the slices' masks hold no infarct)."""
     res = json.loads(Path(path).read_text())
+    res = res.get("real", res)  # generalisation.py's results.json holds it under "real"
     rows = []
     for case in res["cases"]:
         for k in case:
