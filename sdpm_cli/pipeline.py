@@ -21,7 +21,7 @@ from sdpm_cli.labels import CLASSES
 
 log = logging.getLogger(__name__)
 
-MODES = ("out", "salient", "infer", "union")
+from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: E402,F401 - MODES re-exported
 
 
 @dataclass
@@ -165,7 +165,7 @@ def segment_study(
     study_or_path,
     *,
     model: Union[LoadedModel, str, Path, None] = None,
-    mode: str = "union",
+    mode: str = DEFAULT_MODE,
     preset: str = "fast",
     device: str = "auto",
     seed: int = 0,

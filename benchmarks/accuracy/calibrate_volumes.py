@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     if a.calibrate:
-        rows = [r for f in a.calibrate.split(",") for r in read_rows(Path(f))]
+        rows = [{**r, "case": f"{f}/{r['case']}"} for f in a.calibrate.split(",") for r in read_rows(Path(f))]
         cal = fit(rows, a.level, a.source or a.calibrate)
         print(f"calibrated on {len({r['case'] for r in rows})} studies: {cal.source}")
         for m, per in cal.classes.items():

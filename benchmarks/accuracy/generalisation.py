@@ -39,6 +39,13 @@ def run_set(model: str | None, data: Path, modes: str, out: Path, lesion_filter:
     rc = subprocess.run(cmd, capture_output=True, text=True)
     if rc.returncode not in (0, 6):
         raise SystemExit(f"sdpm evaluate failed on {data}: {rc.stderr.strip().splitlines()[-1:]}")
+    return rows_from_evaluation(out)
+
+
+def rows_from_evaluation(out: Path) -> dict:
+    """One row per mode (or method) from an `sdpm evaluate` output folder (also a baseline's)."""
+    from table import fp_on_lesion_free
+
     s = json.loads((out / "summary.json").read_text())
     fp = fp_on_lesion_free(out / "per_case.csv")
     rows = {}

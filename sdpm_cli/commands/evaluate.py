@@ -14,6 +14,7 @@ import typer
 
 from sdpm_cli.cli import app, guarded, info, out, warn
 from sdpm_cli.errors import EXIT_PARTIAL, InputRejected, UsageError
+from sdpm_cli.modes import DEFAULT_MODE
 
 
 @app.command(
@@ -32,7 +33,7 @@ def evaluate_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Method name for PRED_DIR in the tables (default: its folder name)."),
     data: Optional[Path] = typer.Option(None, "--data", help="nnU-Net raw folder (imagesTs/labelsTs) or CSV of image,label."),
     model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint for --data (default: the shipped model)."),
-    modes: str = typer.Option("union", "--modes", help="Comma-separated modes for --data: out,salient,infer,union."),
+    modes: str = typer.Option(DEFAULT_MODE, "--modes", help="Comma-separated modes for --data: out,salient,infer,union."),
     preset: str = typer.Option("fast", "--preset", help="Sampler preset for --data (fast or paper)."),
     no_lesion_filter: bool = typer.Option(False, "--no-lesion-filter", help="--data: keep every predicted lesion (skip the model's filter)."),
     seed: int = typer.Option(0, "--seed", help="Random seed for --data."),

@@ -14,7 +14,7 @@ import typer
 from sdpm_cli.cli import app, err, guarded, info, out, warn
 from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
 from sdpm_cli.outputs.atomic import check_writable, write_text
-from sdpm_cli.pipeline import MODES
+from sdpm_cli.modes import DEFAULT_MODE, MODES
 
 
 @app.command("segment", help="Segment stroke lesions (1 infarct, 2 hemorrhage) in one or many head CT studies.")
@@ -24,7 +24,7 @@ def segment_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask NIfTI (one study)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch: one sub-folder per study here."),
     batch: Optional[Path] = typer.Option(None, "--batch", help="Batch: every study folder/NIfTI directly under this folder."),
-    mode: str = typer.Option("union", "--mode", "-m", help="out | salient | infer | union"),
+    mode: str = typer.Option(DEFAULT_MODE, "--mode", "-m", help="out (default) | salient | infer | union"),
     preset: str = typer.Option("fast", "--preset", help="fast (measured default) | paper (the paper's settings; slow)"),
     model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: the shipped model)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (CUDA falls back to CPU with a warning)"),

@@ -24,7 +24,7 @@ from sdpm_cli.evaluate.cases import (
 )
 from sdpm_cli.evaluate.scoring import STATUS_FAILED, STATUS_MISSING, STATUS_OK, CaseScore, failed_case, score_case
 
-ALL_MODES = ("out", "salient", "infer", "union")
+from sdpm_cli.modes import MODES as ALL_MODES  # noqa: E402
 
 
 @dataclass

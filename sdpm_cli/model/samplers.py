@@ -27,14 +27,14 @@ from sdpm_cli.errors import UsageError
 from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
 from sdpm_cli.postprocess.cleanup import remove_isolated
 
-MODES = ("out", "salient", "infer", "union")
+from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: E402
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
     """How to read a label out of the model; the presets below are plain instances of this."""
 
-    mode: str = "union"
+    mode: str = DEFAULT_MODE
     preset: str = "custom"
     T_w: Optional[int] = None  # salient window [0, T_w) in steps; None = T // 8 (62 of 500)
     gamma: float = 1.0  # salient weights 1 - (t / T_w) ** gamma
@@ -92,7 +92,7 @@ PRESETS: dict[str, InferenceConfig] = {
 }
 
 
-def make_config(mode: str = "union", preset: str = "fast", steps: Optional[int] = None,
+def make_config(mode: str = DEFAULT_MODE, preset: str = "fast", steps: Optional[int] = None,
                 samples: Optional[int] = None, **overrides) -> InferenceConfig:
     """A preset with a mode and optional overrides: `steps` = infer chain calls, `samples` = repeats
     of both salient and infer."""
