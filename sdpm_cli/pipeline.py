@@ -18,10 +18,9 @@ import SimpleITK as sitk
 
 from sdpm_cli.errors import ModelError, UsageError
 from sdpm_cli.labels import CLASSES
+from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: F401 - MODES re-exported
 
 log = logging.getLogger(__name__)
-
-from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: E402,F401 - MODES re-exported
 
 
 @dataclass
@@ -242,9 +241,9 @@ def segment_study(
             n_calls = pred.n_calls
             prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in run_modes:
-                band_model[m] += band_voxels(pred.probs[m].float().cpu().numpy()).sum(axis=(0, 2, 3))
-            for m in run_modes:
-                masks_model[m][:, idx] = _one_class_per_pixel(pred.masks[m], pred.probs[m]).transpose(1, 0, 2, 3)
+                p_m = pred.probs[m].float().cpu().numpy()
+                band_model[m] += band_voxels(p_m).sum(axis=(0, 2, 3))
+                masks_model[m][:, idx] = _one_class_per_pixel(pred.masks[m].cpu().numpy(), p_m).transpose(1, 0, 2, 3)
             if flt.active:
                 if sample_masks is None:
                     sample_masks = np.zeros((pred.sample_masks.shape[0], C, Z, H, W), dtype=bool)
@@ -267,13 +266,14 @@ def segment_study(
     labels_by_mode = _labels_by_mode_native(masks_model, prepared)
     labels = labels_by_mode[mode]
     calib = lm.volume_calibration
+    calibrated = calib is not None and all(calib.get(mode, name) is not None for name in CLASSES.values())
     volumes_by_mode = {
         m: _class_volumes(labels_by_mode[m], sample_counts if m == mode else None, model_voxel_ml, m,
                           band_model[m] * model_voxel_ml, calib)
         for m in run_modes
     }
     volumes = volumes_by_mode[mode]
-    if calib is None or calib.get(mode, "infarct") is None:
+    if not calibrated:
         warnings.append(f"this model carries no calibrated volume interval for mode '{mode}': volumes are given without one")
     timings["postprocess_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
@@ -293,16 +293,15 @@ def segment_study(
         timings=timings,
         warnings=warnings,
         volumes_by_mode=volumes_by_mode,
-        interval_source=calib.source if calib is not None and calib.get(mode, "infarct") is not None else "",
+        interval_source=calib.source if calibrated else "",
     )
 
 
-def _one_class_per_pixel(masks: "torch.Tensor", probs: "torch.Tensor") -> np.ndarray:  # noqa: F821
+def _one_class_per_pixel(masks: np.ndarray, p: np.ndarray) -> np.ndarray:
     """uint8 [B, C, H, W]: where both class masks are on, only the class with the higher probability
     of this mode stays (on the model grid, from the mode's own probabilities, so a mode's labels do
     not depend on which other modes ran)."""
-    m = masks.cpu().numpy().astype(bool)
-    p = probs.float().cpu().numpy()
+    m = masks.astype(bool)
     if m.shape[1] == 2:
         both = m[:, 0] & m[:, 1]
         if both.any():

@@ -25,6 +25,8 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
@@ -34,6 +36,7 @@ from sdpm_cli.postprocess.uncertainty import (  # noqa: E402
     ClassCalibration,
     VolumeCalibration,
     calibrate_class,
+    coverage,
 )
 
 
@@ -59,11 +62,6 @@ def fit(rows: list[dict], level: float, source: str) -> VolumeCalibration:
     return VolumeCalibration(level=level, source=source, classes=classes)
 
 
-def _cover(cal: ClassCalibration, pred: float, truth: float, band: float) -> tuple[bool, float]:
-    lo, hi = cal.interval(pred, band)
-    return lo - 1e-9 <= truth <= hi + 1e-9, hi - lo
-
-
 def coverage_table(cal: VolumeCalibration, sets: dict[str, list[dict]]) -> list[dict]:
     """Per set, mode and class: coverage over all studies and over studies holding the class."""
     out = []
@@ -74,14 +72,15 @@ def coverage_table(cal: VolumeCalibration, sets: dict[str, list[dict]]) -> list[
                 sel = [r for r in rows if r["mode"] == mode and r["lesion_class"] == name]
                 if c is None or not sel:
                     continue
-                hits = [_cover(c, r["vol_pred_ml"], r["vol_truth_ml"], r["band_ml"]) for r in sel]
-                pos = [h for h, r in zip(hits, sel) if r["vol_truth_ml"] > 0]
-                row = {"set": set_name, "mode": mode, "class": name, "n": len(hits),
-                       "coverage": sum(h for h, _ in hits) / len(hits),
-                       "n_with_class": len(pos),
-                       "coverage_with_class": (sum(h for h, _ in pos) / len(pos)) if pos else None,
-                       "median_width_ml_with_class": (sorted(w for _, w in pos)[len(pos) // 2]) if pos else None}
-                out.append(row)
+                pos = [r for r in sel if r["vol_truth_ml"] > 0]
+                cols = lambda rs: ([r["vol_pred_ml"] for r in rs], [r["vol_truth_ml"] for r in rs],  # noqa: E731
+                                   [r["band_ml"] for r in rs])
+                widths = sorted(np.subtract(*c.interval(r["vol_pred_ml"], r["band_ml"])[::-1]) for r in pos)
+                out.append({"set": set_name, "mode": mode, "class": name, "n": len(sel),
+                            "coverage": coverage(c, *cols(sel)),
+                            "n_with_class": len(pos),
+                            "coverage_with_class": coverage(c, *cols(pos)) if pos else None,
+                            "median_width_ml_with_class": float(widths[len(widths) // 2]) if pos else None})
     return out
 
 
@@ -153,7 +152,7 @@ def main(argv=None) -> int:
         sets["real slices"] = real_rows(Path(a.real))
     if sets:
         table = coverage_table(cal, sets)
-        print(f"\n| data | mode | class | coverage, all studies | coverage, studies with the class | median width mL |")
+        print("\n| data | mode | class | coverage, all studies | coverage, studies with the class | median width mL |")
         print("|---|---|---|---|---|---|")
         for row in table:
             print(_fmt(row))

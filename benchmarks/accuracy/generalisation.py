@@ -28,8 +28,6 @@ GE = REPO.parent / "shared" / "fixtures" / "dcm_qa_ct" / "GE"
 
 
 def run_set(model: str | None, data: Path, modes: str, out: Path, lesion_filter: bool) -> dict:
-    from table import fp_on_lesion_free
-
     cmd = [sys.executable, "-m", "sdpm_cli", "evaluate", "--data", str(data), "--modes", modes, "--out", str(out),
            "--device", "cpu", "--force"]
     if model:

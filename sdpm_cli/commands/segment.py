@@ -154,11 +154,9 @@ def _phi(study) -> dict:
 
 
 def _volume_text(v) -> str:
-    """'24.30 mL (95% interval of the true volume 20.1-28.7)' and a LOW CONFIDENCE mark when flagged."""
-    level = f"{(getattr(v, 'level', None) or 0.95):.0%}"
-    ci = f" ({level} interval of the true volume {v.ci95_ml[0]:.1f}-{v.ci95_ml[1]:.1f})" if v.ci95_ml else ""
-    flag = "  LOW CONFIDENCE" if getattr(v, "low_confidence", False) else ""
-    return f"{v.volume_ml:.2f} mL{ci}{flag}"
+    from sdpm_cli.outputs.preview import volume_text
+
+    return volume_text(v, digits=2, long=True)
 
 
 def _print_summary(seg, outputs: dict) -> None:

@@ -23,8 +23,7 @@ from sdpm_cli.evaluate.cases import (
     read_labels,
 )
 from sdpm_cli.evaluate.scoring import STATUS_FAILED, STATUS_MISSING, STATUS_OK, CaseScore, failed_case, score_case
-
-from sdpm_cli.modes import MODES as ALL_MODES  # noqa: E402
+from sdpm_cli.modes import MODES as ALL_MODES
 
 
 @dataclass

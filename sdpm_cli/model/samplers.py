@@ -25,9 +25,8 @@ from torch import Tensor
 
 from sdpm_cli.errors import UsageError
 from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
+from sdpm_cli.modes import DEFAULT_MODE, MODES
 from sdpm_cli.postprocess.cleanup import remove_isolated
-
-from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: E402
 
 
 @dataclass(frozen=True)

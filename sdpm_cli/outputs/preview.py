@@ -84,21 +84,26 @@ def choose_slices(labels_zyx: np.ndarray, max_slices: int = 12) -> list[int]:
     return sorted(pick)
 
 
+def volume_text(v: Any, digits: int = 1, long: bool = False) -> str:
+    """One class volume as people read it: '24.3 mL (95% 17.9-67.0, LOW CONFIDENCE)', or with
+    `long` '24.32 mL (95% interval of the true volume 17.9-67.0)  LOW CONFIDENCE' (the console line).
+    `v` is a float (mL) or the pipeline's ClassVolume (its calibrated interval and flag are shown)."""
+    if isinstance(v, (int, float)):
+        return f"{v:.{digits}f} mL"
+    level = f"{(getattr(v, 'level', None) or 0.95):.0%}"
+    ci = getattr(v, "ci95_ml", None)
+    flag = bool(getattr(v, "low_confidence", False))
+    text = f"{v.volume_ml:.{digits}f} mL"
+    if long:
+        ci_text = f" ({level} interval of the true volume {ci[0]:.1f}-{ci[1]:.1f})" if ci else ""
+        return text + ci_text + ("  LOW CONFIDENCE" if flag else "")
+    extra = ([f"{level} {ci[0]:.1f}-{ci[1]:.1f}"] if ci else []) + (["LOW CONFIDENCE"] if flag else [])
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
 def volumes_line(volumes_ml: Mapping[str, Any]) -> str:
-    """'infarct: 0.0 mL   hemorrhage: 24.3 mL (95% 20.1-28.7, LOW CONFIDENCE)'. Values are floats
-    or the pipeline's ClassVolume (then the calibrated interval and the flag are shown)."""
-    parts = []
-    for name, v in volumes_ml.items():
-        if isinstance(v, (int, float)):
-            parts.append(f"{name}: {v:.1f} mL")
-            continue
-        extra = []
-        if getattr(v, "ci95_ml", None):
-            extra.append(f"95% {v.ci95_ml[0]:.1f}-{v.ci95_ml[1]:.1f}")
-        if getattr(v, "low_confidence", False):
-            extra.append("LOW CONFIDENCE")
-        parts.append(f"{name}: {v.volume_ml:.1f} mL" + (f" ({', '.join(extra)})" if extra else ""))
-    return "   ".join(parts)
+    """'infarct: 0.0 mL   hemorrhage: 24.3 mL (95% 17.9-67.0, LOW CONFIDENCE)' (floats or ClassVolumes)."""
+    return "   ".join(f"{name}: {volume_text(v)}" for name, v in volumes_ml.items())
 
 
 def legend_label(name: str, lesions: Optional[Sequence[Mapping]] = None) -> str:
