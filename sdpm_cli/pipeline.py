@@ -173,6 +173,7 @@ def segment_study(
     series_uid: Optional[str] = None,
     correct_tilt: bool = False,
     resample_gaps: bool = False,
+    refuse_lossy: bool = False,
     batch_slices: int = 8,
     lesion_filter: Optional[dict] = None,
     progress: Optional[Callable[[int, int], None]] = None,
@@ -206,7 +207,8 @@ def segment_study(
     if hasattr(study_or_path, "image"):
         study = study_or_path
     else:
-        study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+        study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
+                           refuse_lossy=refuse_lossy)
     warnings += list(study.warnings)
     timings["ingest_s"] = time.perf_counter() - t
 

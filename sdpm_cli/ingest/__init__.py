@@ -62,6 +62,7 @@ def load_study(
     series_uid: Optional[str] = None,
     correct_tilt: bool = False,
     resample_gaps: bool = False,
+    refuse_lossy: bool = False,
     rules: Optional[IngestRules] = None,
 ) -> Study:
     """Read a study (DICOM folder, a DICOM file's folder, or a NIfTI in HU) as a validated HU volume.
@@ -76,7 +77,8 @@ def load_study(
             raise InputRejected(f"no such file: {path}")
         return load_nifti(Path(path), rules)
     root, uid = _resolve(path, series_uid)
-    opts = IngestOptions(series_uid=uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps, rules=rules)
+    opts = IngestOptions(series_uid=uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
+                         refuse_lossy=refuse_lossy, rules=rules)
     result, cands = _survey(root, opts)
     if result.refusal:
         raise InputRejected(result.refusal)

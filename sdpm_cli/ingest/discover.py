@@ -54,8 +54,23 @@ _TAGS = [
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
     "InstanceNumber", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
     "ContrastBolusAgent", "ContrastBolusRoute", "BitsAllocated", "PixelRepresentation", "NumberOfFrames",
-    "SamplesPerPixel", "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
+    "SamplesPerPixel", "PhotometricInterpretation", "LossyImageCompression", "LossyImageCompressionMethod",
+    "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
 ]
+
+# Transfer syntaxes whose pixel data may have lost information (HU values approximate). JPEG 2000
+# (.91) and HTJ2K (.203) may be either; the LossyImageCompression tag decides when it is present.
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": "JPEG baseline",
+    "1.2.840.10008.1.2.4.51": "JPEG extended",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS near-lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000 (lossy allowed)",
+    "1.2.840.10008.1.2.4.93": "JPEG 2000 Part 2 (lossy allowed)",
+    "1.2.840.10008.1.2.4.203": "HTJ2K (lossy allowed)",
+    "1.2.840.10008.1.2.4.100": "MPEG-2",
+    "1.2.840.10008.1.2.4.102": "MPEG-4",
+}
+_MAYBE_LOSSY = {"1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.203"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,10 @@ class Header:
     contrast: str
     manufacturer: str
     n_frames: int
+    samples_per_pixel: int = 1
+    photometric: str = ""
+    lossy: str = ""  # why the pixel data are lossy-compressed ("" when lossless or uncompressed)
+    no_preamble: bool = False  # read with force=True: no 128-byte preamble / "DICM" marker
 
 
 @dataclass
@@ -178,12 +197,44 @@ def _classify(ds, sop_class: str, image_type: tuple[str, ...], has_pixels: bool)
     return "other_modality"
 
 
+def _looks_like_bare_dataset(path: Path) -> bool:
+    """A file without the 128-byte preamble that starts with a little-endian group 0002/0008 element
+    (some PACS exports write them): worth a forced read. Anything else is not DICOM."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return False
+    return len(head) == 6 and head[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def _lossy(ds, transfer_syntax: str) -> str:
+    flag = str(ds.get("LossyImageCompression", "") or "").strip()
+    if flag == "01":
+        method = ds.get("LossyImageCompressionMethod", "")
+        method = "\\".join(str(m) for m in method) if isinstance(method, pydicom.multival.MultiValue) else str(method or "")
+        return "LossyImageCompression 01" + (f" ({method})" if method else "")
+    if transfer_syntax in LOSSY_SYNTAXES and not (transfer_syntax in _MAYBE_LOSSY and flag == "00"):
+        return f"{LOSSY_SYNTAXES[transfer_syntax]} transfer syntax"
+    return ""
+
+
 def read_header(path: Path) -> tuple[str, Optional[Header]]:
     """Classify one file from its header; returns (kind, Header for image files else None)."""
+    forced = False
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=False, specific_tags=_TAGS, defer_size=64)
     except InvalidDicomError:
-        return "not_dicom", None
+        if not _looks_like_bare_dataset(path):
+            return "not_dicom", None
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=False, specific_tags=_TAGS, defer_size=64, force=True)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("unreadable header %s (no preamble): %s", path, exc)
+            return "unreadable", None
+        if not (ds.get("SOPClassUID") or ds.get("Modality")):
+            return "not_dicom", None
+        forced = True
     except Exception as exc:  # noqa: BLE001 - a broken header is reported as unreadable, never fatal
         log.debug("unreadable header %s: %s", path, exc)
         return "unreadable", None
@@ -226,6 +277,10 @@ def read_header(path: Path) -> tuple[str, Optional[Header]]:
         contrast=str(ds.get("ContrastBolusAgent", "") or ds.get("ContrastBolusRoute", "") or "").strip(),
         manufacturer=str(ds.get("Manufacturer", "") or ""),
         n_frames=_int(ds.get("NumberOfFrames")) or 1,
+        samples_per_pixel=_int(ds.get("SamplesPerPixel")) or 1,
+        photometric=str(ds.get("PhotometricInterpretation", "") or "").strip().upper(),
+        lossy=_lossy(ds, str(meta.get("TransferSyntaxUID", "")) if meta else ""),
+        no_preamble=forced,
     )
     return kind, header
 

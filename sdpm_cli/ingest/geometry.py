@@ -14,6 +14,26 @@ from typing import Sequence
 import numpy as np
 
 
+def orientation_fault(iop: Sequence[float], max_skew_deg: float = 0.1, length_tol: float = 0.01) -> str:
+    """Why ImageOrientationPatient cannot define an image plane ('' when it can).
+
+    ITK would silently coerce non-orthogonal cosines to orthogonal ones (moving pixels) and turns a zero
+    vector into NaN spacing; both are refused here instead.
+    """
+    v = np.asarray(iop, dtype=float).ravel()
+    if v.size != 6 or not np.all(np.isfinite(v)):
+        return "ImageOrientationPatient is not six finite numbers (NaN or missing values)"
+    nr, nc = float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
+    if nr < 1e-6 or nc < 1e-6:
+        return "ImageOrientationPatient has a zero row or column direction (all zeros?)"
+    if abs(nr - 1.0) > length_tol or abs(nc - 1.0) > length_tol:
+        return f"ImageOrientationPatient directions are not unit vectors (lengths {nr:.3f} and {nc:.3f})"
+    ang = math.degrees(math.acos(max(-1.0, min(1.0, float(v[:3] @ v[3:]) / (nr * nc)))))
+    if abs(ang - 90.0) > max_skew_deg:
+        return f"ImageOrientationPatient row and column directions are not orthogonal ({ang:.2f} degrees apart)"
+    return ""
+
+
 def plane_axes(iop: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit row direction (along a row, +column index), column direction (+row index) and normal."""
     r = np.asarray(iop[:3], dtype=float)

@@ -38,6 +38,12 @@ class IngestRules:
     # for the HU check to have anything to measure.
     min_air_fraction: float = 0.02
     min_tissue_fraction: float = 0.02
+    # Row and column cosines must be orthogonal within this angle: DICOM writes them to ~6 decimals
+    # (a skew of ~1e-4 degrees); 0.1 degrees displaces the far edge of a 512-pixel row by under a pixel.
+    max_orientation_skew_deg: float = 0.1
+    # PixelSpacing must agree between the slices of one series within this fraction (0.025 mm on a
+    # 250 mm field of view): a series is one grid, and one value is applied to every slice.
+    pixel_spacing_tolerance_rel: float = 1e-4
     # Size/orientation groups of at most this many images inside a larger series are localizer-like
     # outliers and are dropped with a warning; larger ones make the series "mixed".
     max_outlier_images: int = 2
@@ -50,4 +56,7 @@ class IngestOptions:
     series_uid: str | None = None
     correct_tilt: bool = False
     resample_gaps: bool = False
+    # Lossy-compressed pixel data (JPEG baseline, JPEG-LS near-lossless, lossy JPEG 2000) alter HU values
+    # near edges: warned about by default, refused with --refuse-lossy.
+    refuse_lossy: bool = False
     rules: IngestRules = field(default_factory=IngestRules)

@@ -9,6 +9,7 @@ most slices; lowest series number.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -82,7 +83,8 @@ class Candidate:
 
 
 def _geom_key(h: Header):
-    iop = tuple(round(v, 3) for v in h.iop) if h.iop else None
+    # every non-finite orientation groups together (NaN != NaN would split the series per slice)
+    iop = tuple(round(v, 3) for v in h.iop) if h.iop and all(math.isfinite(v) for v in h.iop) else None
     return (iop, h.rows, h.cols)
 
 
@@ -100,12 +102,63 @@ def _split_series(uid: str, headers: list[Header], rules: IngestRules) -> Candid
     return cand
 
 
+def _few(hs: list[Header]) -> str:
+    names = ", ".join(h.path.name for h in hs[:2])
+    return f"{len(hs)} slice(s) ({names}{', ...' if len(hs) > 2 else ''})"
+
+
+def header_fault(c: Candidate, rules: IngestRules) -> str:
+    """Faults in the per-slice geometry and pixel tags that would silently misplace or misscale voxels."""
+    if c.kind != "ct":
+        return ""
+    hs = c.headers
+    def iop_fault(x: Header) -> str:
+        return geometry.orientation_fault(x.iop, rules.max_orientation_skew_deg) if x.iop else ""
+
+    # outliers too: a slice with broken cosines is a corrupt slice, not a localizer to drop
+    bad = [h for h in hs + c.outliers + [x for g in c.mixed for x in g] if iop_fault(h)]
+    if bad:
+        return f"{iop_fault(bad[0])} in {_few(bad)}"
+    bad = [h for h in hs if h.ipp and not all(math.isfinite(v) for v in h.ipp)]
+    if bad:
+        return f"ImagePositionPatient is not finite in {_few(bad)}"
+    bad = [h for h in hs if h.pixel_spacing and not all(math.isfinite(v) and v > 0 for v in h.pixel_spacing)]
+    if bad:
+        ps = "\\".join(f"{v:g}" for v in bad[0].pixel_spacing)
+        return f"PixelSpacing {ps} is not a positive size in {_few(bad)}"
+    spacings = [h.pixel_spacing for h in hs if h.pixel_spacing]
+    if spacings:
+        ref = spacings[0]
+        off = [h for h in hs if h.pixel_spacing and any(
+            abs(a - b) > rules.pixel_spacing_tolerance_rel * b for a, b in zip(h.pixel_spacing, ref))]
+        if off:
+            def fmt(v) -> str:
+                return "\\".join(f"{x:g}" for x in v) + " mm"
+
+            return (f"PixelSpacing differs between slices of one series: {fmt(ref)} in {len(hs) - len(off)} slice(s), "
+                    f"{fmt(off[0].pixel_spacing)} in {_few(off)}; the slices are not one grid")
+    bad = [h for h in hs if h.slope is not None and (not math.isfinite(h.slope) or h.slope == 0)]
+    if bad:
+        return f"RescaleSlope {bad[0].slope:g} in {_few(bad)}: stored values cannot be converted to HU"
+    bad = [h for h in hs if h.intercept is not None and not math.isfinite(h.intercept)]
+    if bad:
+        return f"RescaleIntercept {bad[0].intercept:g} in {_few(bad)}: stored values cannot be converted to HU"
+    bad = [h for h in hs if h.samples_per_pixel != 1 or (h.photometric and not h.photometric.startswith("MONOCHROME"))]
+    if bad:
+        b = bad[0]
+        return (f"PhotometricInterpretation {b.photometric or '?'} with {b.samples_per_pixel} sample(s) per pixel in "
+                f"{_few(bad)}: a colour or palette image, not CT attenuation values")
+    return ""
+
+
 def _describe(c: Candidate, rules: IngestRules) -> None:
     """Fill geometry, SeriesInfo, hard fault and needed corrections of a candidate."""
     h = c.first
-    orient = geometry.orientation_name(h.iop, rules.max_axial_angle_deg) if h.iop else "unknown"
+    c.fault = header_fault(c, rules)
+    usable_iop = bool(h.iop) and not geometry.orientation_fault(h.iop, rules.max_orientation_skew_deg)
+    orient = geometry.orientation_name(h.iop, rules.max_axial_angle_deg) if usable_iop else "unknown"
     ps = h.pixel_spacing or (0.0, 0.0)
-    if h.iop and h.pixel_spacing and all(x.ipp for x in c.headers):
+    if not c.fault and h.iop and h.pixel_spacing and all(x.ipp for x in c.headers):
         c.geom = geometry.stack_geometry(
             [x.ipp for x in c.headers], h.iop, h.pixel_spacing,
             duplicate_mm=rules.duplicate_position_mm, tol_mm=rules.spacing_tolerance_mm,
@@ -120,6 +173,8 @@ def _describe(c: Candidate, rules: IngestRules) -> None:
         orientation=orient, image_type=h.image_type, coverage_mm=g.coverage_mm if g else 0.0,
         rows=h.rows, cols=h.cols, manufacturer=h.manufacturer, transfer_syntax=h.transfer_syntax,
     )
+    if c.fault:
+        return
     if c.kind != "ct":
         c.fault = {
             "enhanced_ct": "Enhanced CT (multi-frame) is not supported: export the series as classic CT images",
@@ -266,7 +321,7 @@ def _nothing_usable(discovery: Discovery, cands: list[Candidate], rules: IngestR
         kinds = sorted({IGNORED_KINDS.get(c.kind, c.kind) for c in cands})
         modalities = sorted({c.first.modality for c in cands if c.first.modality})
         return "no CT image series found (only " + ", ".join(kinds) + (f"; modality {', '.join(modalities)}" if modalities else "") + ")"
-    axial = [c for c in ct if c.info.orientation == "axial"]
+    axial = [c for c in ct if c.info.orientation in ("axial", "unknown")]  # unknown: its fault says why
     if not axial:
         found = ", ".join(f"{c.info.orientation} ({c.info.label})" for c in ct)
         return f"no axial CT series: only {found}"

@@ -199,6 +199,17 @@ def load_candidate(c: Candidate, opts: IngestOptions, survey: Optional[Survey] =
     if pad.any():
         vol[pad] = rules.air_hu
         log.debug("%d padding / out-of-field pixels set to air", int(pad.sum()))
+    lossy = sorted({h.lossy for h in hs if h.lossy})
+    if lossy:
+        n = sum(bool(h.lossy) for h in hs)
+        what = f"{c.info.label}: {n} of {len(hs)} slice(s) lossy-compressed ({', '.join(lossy)})"
+        if opts.refuse_lossy:
+            raise InputRejected(f"{what}; refused because --refuse-lossy was given")
+        warnings.append(f"{what}: HU values are approximate near edges and lesion volumes may differ "
+                        "from the original images (use --refuse-lossy to refuse such studies)")
+    bare = sum(h.no_preamble for h in hs)
+    if bare:
+        log.info("%d file(s) of %s have no DICOM preamble; read as bare data sets", bare, c.info.label)
     contrast = sorted({h.contrast for h in hs if h.contrast})
     if contrast:
         warnings.append(f"contrast agent recorded ({', '.join(contrast)}): the model expects non-contrast CT; "
