@@ -10,7 +10,7 @@ import typer
 
 from sdpm_cli.cli import app, guarded, out, warn
 from sdpm_cli.errors import EXIT_INPUT, InputRejected
-from sdpm_cli.ingest import is_nifti, load_study, survey_study
+from sdpm_cli.ingest import is_volume_file, load_study, survey_study
 
 
 def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False) -> dict:
@@ -23,7 +23,7 @@ def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = F
     except InputRejected as exc:
         verdict["verdict"] = "reject"
         verdict["reasons"].append(str(exc))
-        if not is_nifti(study):
+        if not is_volume_file(study):
             try:  # describe what would have been used, from headers alone
                 s = survey_study(study, series_uid=series)
                 verdict["ignored"] = dict(s.ignored)

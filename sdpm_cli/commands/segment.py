@@ -63,10 +63,10 @@ def segment_cmd(
         outputs = {"mask": out_path, **{k: v for k, v in requested.items() if v is not None}}
         for p in outputs.values():
             check_writable(p, force)
-        from sdpm_cli.ingest import is_nifti
+        from sdpm_cli.ingest import is_volume_file
 
-        if dicom_seg is not None and is_nifti(studies[0]):
-            raise UsageError("--dicom-seg needs a DICOM input study (this one is NIfTI)")
+        if dicom_seg is not None and is_volume_file(studies[0]):
+            raise UsageError("--dicom-seg needs a DICOM input study (this one is a volume file)")
         from sdpm_cli.pipeline import load_model
 
         lm, w = load_model(model, device)
@@ -107,7 +107,7 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
 
     if outputs.get("dicom_seg"):
         if not all(getattr(s, "sop_instance_uid", "") for s in getattr(seg.study, "slices", None) or [None]):
-            raise UsageError("--dicom-seg needs a DICOM input study (this one is NIfTI)")
+            raise UsageError("--dicom-seg needs a DICOM input study (this one is a volume file)")
         if getattr(seg.study, "corrected", False):
             raise UsageError("--dicom-seg is not available for a tilt-corrected or gap-resampled series "
                              "(its grid is not the source grid); use the NIfTI mask")
@@ -173,12 +173,14 @@ def _print_summary(seg, outputs: dict) -> None:
 
 # ----------------------------------------------------------------------------------------- batch
 def _discover(studies: list[Path], parent: Optional[Path]) -> list[Path]:
+    from sdpm_cli.ingest import is_study_file
+
     found = list(studies)
     if parent is not None:
         if not parent.is_dir():
             raise UsageError(f"--batch: not a folder: {parent}")
         found += sorted(p for p in parent.iterdir()
-                        if not p.name.startswith(".") and (p.is_dir() or p.name.endswith((".nii", ".nii.gz"))))
+                        if not p.name.startswith(".") and (p.is_dir() or is_study_file(p)))
     if not found:
         raise UsageError("no studies given")
     return found
@@ -196,11 +198,9 @@ def _shard(items: list[Path], shard: Optional[str]) -> list[Path]:
 
 
 def _study_name(p: Path) -> str:
-    name = p.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
+    from sdpm_cli.ingest import study_name
+
+    return study_name(p)
 
 
 SUMMARY_FIELDS = ["study", "status", "exit_code", "error", "mask", "infarct_ml", "hemorrhage_ml", "runtime_s"]

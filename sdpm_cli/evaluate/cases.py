@@ -17,9 +17,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.errors import InputRejected, UsageError
+from sdpm_cli.ingest.files import VOLUME_SUFFIXES
 from sdpm_cli.labels import CLASSES
 
-LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+LABEL_SUFFIXES = VOLUME_SUFFIXES  # labels come in the same single-file formats as studies
 SPLITS = {"test": ("imagesTs", "labelsTs"), "train": ("imagesTr", "labelsTr")}
 
 # Geometry tolerances: same rounding slack the ingest allows between slices (0.01 mm / 1e-4 cosines).

@@ -11,33 +11,35 @@ from typing import Optional, Union
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest.checks import HUCheck, hu_check
 from sdpm_cli.ingest.discover import Discovery, discover, read_header
+from sdpm_cli.ingest.files import VOLUME_SUFFIXES, is_study_file, is_volume_file, is_zip, study_name
 from sdpm_cli.ingest.rules import IngestOptions, IngestRules
 from sdpm_cli.ingest.select import kernel_class
 from sdpm_cli.ingest.study import SeriesInfo, SeriesRow, SliceRef, Study, Survey, map_to_slices
 
 __all__ = [
     "load_study", "survey_study", "Study", "SeriesInfo", "SeriesRow", "SliceRef", "Survey",
-    "IngestOptions", "IngestRules", "HUCheck", "hu_check", "kernel_class", "map_to_slices", "is_nifti",
+    "IngestOptions", "IngestRules", "HUCheck", "hu_check", "kernel_class", "map_to_slices",
+    "is_volume_file", "is_study_file", "is_zip", "study_name", "VOLUME_SUFFIXES",
 ]
 
 PathLike = Union[str, Path]
 
 
-def is_nifti(path: PathLike) -> bool:
-    name = str(path).lower()
-    return name.endswith(".nii") or name.endswith(".nii.gz")
+def _resolve(path: PathLike, series_uid: Optional[str], rules: IngestRules) -> tuple[Path, Optional[str]]:
+    """A folder as is; a zip is unpacked; a single DICOM file means its folder, restricted to its series."""
+    from sdpm_cli.ingest.files import unzip_study
 
-
-def _resolve(path: PathLike, series_uid: Optional[str]) -> tuple[Path, Optional[str]]:
-    """A folder as is; a single DICOM file means its folder, restricted to its series."""
     p = Path(path)
     if not p.exists():
         raise InputRejected(f"no such file or folder: {p}")
     if p.is_dir():
         return p, series_uid
+    if is_zip(p):
+        return unzip_study(p, rules.max_zip_bytes, rules.max_zip_members), series_uid
     kind, header = read_header(p)
     if header is None:
-        raise InputRejected(f"{p} is neither a DICOM image, a folder nor a NIfTI file ({kind.replace('_', ' ')})")
+        raise InputRejected(f"{p} is neither a DICOM image, a folder, a zip nor a volume file "
+                            f"({', '.join(VOLUME_SUFFIXES)}) ({kind.replace('_', ' ')})")
     return p.parent, series_uid or header.series_uid
 
 
@@ -49,10 +51,11 @@ def _survey(path: Path, options: IngestOptions):
 
 def survey_study(path: PathLike, *, series_uid: Optional[str] = None, rules: Optional[IngestRules] = None) -> Survey:
     """Every series under `path` with the chosen one flagged and why each other was left out (headers only)."""
-    if is_nifti(path):
-        raise InputRejected(f"{path} is a NIfTI volume: there is no series to choose")
-    root, uid = _resolve(path, series_uid)
-    result, _ = _survey(root, IngestOptions(series_uid=uid, rules=rules or IngestRules()))
+    rules = rules or IngestRules()
+    if is_volume_file(path):
+        raise InputRejected(f"{path} is a single volume file: there is no series to choose")
+    root, uid = _resolve(path, series_uid, rules)
+    result, _ = _survey(root, IngestOptions(series_uid=uid, rules=rules))
     return result
 
 
@@ -65,18 +68,19 @@ def load_study(
     refuse_lossy: bool = False,
     rules: Optional[IngestRules] = None,
 ) -> Study:
-    """Read a study (DICOM folder, a DICOM file's folder, or a NIfTI in HU) as a validated HU volume.
+    """Read a study (DICOM folder, a DICOM file's folder, a zipped DICOM folder, or a NIfTI / NRRD /
+    MetaImage volume in HU) as a validated HU volume.
 
     Raises InputRejected (exit 3) with a one-line reason for anything unsafe to measure.
     """
-    from sdpm_cli.ingest.volume import load_candidate, load_nifti
+    from sdpm_cli.ingest.volume import load_candidate, load_volume_file
 
     rules = rules or IngestRules()
-    if is_nifti(path):
+    if is_volume_file(path):
         if not Path(path).is_file():
             raise InputRejected(f"no such file: {path}")
-        return load_nifti(Path(path), rules)
-    root, uid = _resolve(path, series_uid)
+        return load_volume_file(Path(path), rules)
+    root, uid = _resolve(path, series_uid, rules)
     opts = IngestOptions(series_uid=uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
                          refuse_lossy=refuse_lossy, rules=rules)
     result, cands = _survey(root, opts)

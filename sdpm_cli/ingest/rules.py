@@ -41,6 +41,11 @@ class IngestRules:
     # Row and column cosines must be orthogonal within this angle: DICOM writes them to ~6 decimals
     # (a skew of ~1e-4 degrees); 0.1 degrees displaces the far edge of a 512-pixel row by under a pixel.
     max_orientation_skew_deg: float = 0.1
+    # (The same limit holds for the axes of a NIfTI/NRRD affine: a sheared grid is refused.)
+    # A zipped DICOM folder is unpacked only within these bounds (a 0.625 mm head study is ~0.3 GB in
+    # ~300 files; whole-body exams stay well below): anything larger is a zip bomb or the wrong file.
+    max_zip_bytes: int = 8 * 2**30
+    max_zip_members: int = 50_000
     # PixelSpacing must agree between the slices of one series within this fraction (0.025 mm on a
     # 250 mm field of view): a series is one grid, and one value is applied to every slice.
     pixel_spacing_tolerance_rel: float = 1e-4

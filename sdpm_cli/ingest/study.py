@@ -47,7 +47,7 @@ class SeriesInfo:
     cols: int = 0
     manufacturer: str = ""
     transfer_syntax: str = ""
-    source: str = "dicom"  # or "nifti"
+    source: str = "dicom"  # or the volume file format: "nifti", "nrrd", "metaimage"
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -8,6 +8,7 @@ geometry come from our sorted headers, never from SimpleITK's own series logic.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -241,21 +242,36 @@ def load_candidate(c: Candidate, opts: IngestOptions, survey: Optional[Survey] =
     return Study(image=image, series=info, warnings=warnings, slices=refs, survey=survey, hu=hu.to_dict(), corrected=corrected)
 
 
-def load_nifti(path: Path, rules: IngestRules) -> Study:
-    """A NIfTI volume taken as HU (still HU-checked and held to the same slice/coverage minimums)."""
+def load_volume_file(path: Path, rules: IngestRules) -> Study:
+    """A NIfTI / NRRD / MetaImage volume taken as HU (still HU-checked and held to the same slice and
+    coverage minimums). NIfTI headers are checked for truncation and shear first (files.check_nifti)."""
+    from sdpm_cli.ingest.files import check_nifti, format_name, nonfinite_text, shear_deg
+
+    fmt = format_name(path)
+    if fmt == "NIfTI":
+        check_nifti(path, rules.max_orientation_skew_deg)
     try:
         img = sitk.ReadImage(str(path))
     except Exception as exc:  # noqa: BLE001
-        raise InputRejected(f"cannot read NIfTI {path}: truncated or corrupt file") from exc
+        raise InputRejected(f"cannot read {fmt} {path}: truncated or corrupt file") from exc
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise InputRejected(f"{path}: expected a 3-D scalar volume, got {img.GetDimension()}-D with {img.GetNumberOfComponentsPerPixel()} component(s)")
+    D = np.array(img.GetDirection()).reshape(3, 3)
+    skew = shear_deg(D)  # NRRD / MetaImage carry their own direction matrix
+    if skew > rules.max_orientation_skew_deg:
+        raise InputRejected(f"{fmt} {path.name}: sheared axes ({skew:.1f} degrees from orthogonal); "
+                            "resample it to an orthogonal grid first")
     arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    label = f"{fmt} {Path(path).name}"
+    bad = ~np.isfinite(arr)
+    if bad.any():  # NRRD / MetaImage keep NaN (NIfTI ones were found in check_nifti)
+        raise InputRejected(nonfinite_text(label, bad.transpose(2, 1, 0)))
     nz = arr.shape[0]
     sx, sy, sz = img.GetSpacing()
+    if not all(math.isfinite(v) and v > 0 for v in (sx, sy, sz)):
+        raise InputRejected(f"{label}: voxel spacing {sx:g} x {sy:g} x {sz:g} mm is not a positive size")
     coverage = nz * sz
-    label = f"NIfTI {Path(path).name}"
-    D0 = np.array(img.GetDirection()).reshape(3, 3)
-    plane = geometry.orientation_name(np.concatenate([D0[:, 0], D0[:, 1]]), rules.max_axial_angle_deg)
+    plane = geometry.orientation_name(np.concatenate([D[:, 0], D[:, 1]]), rules.max_axial_angle_deg)
     if plane != "axial":
         raise InputRejected(f"{label}: {plane} slices, not axial (reorient the volume so slices are axial)")
     if nz < rules.min_slices:
@@ -269,7 +285,6 @@ def load_nifti(path: Path, rules: IngestRules) -> Study:
     arr[pad] = rules.air_hu
     out = sitk.GetImageFromArray(np.clip(np.rint(arr), -32768, 32767).astype(np.int16))
     out.CopyInformation(img)
-    D = np.array(img.GetDirection()).reshape(3, 3)
     iop = tuple(float(x) for x in np.concatenate([D[:, 0], D[:, 1]]))
     ny, nx = arr.shape[1:]
     refs = [SliceRef(path=Path(path), ipp=tuple(img.TransformIndexToPhysicalPoint((0, 0, k))), iop=iop,
@@ -277,5 +292,5 @@ def load_nifti(path: Path, rules: IngestRules) -> Study:
     info = SeriesInfo(uid="", number=None, description=Path(path).name, kernel="", kernel_class="unknown",
                       thickness_mm=sz, n_slices=nz, spacing=(sx, sy, sz), tilt_deg=0.0,
                       orientation=geometry.orientation_name(iop, rules.max_axial_angle_deg), coverage_mm=coverage,
-                      rows=ny, cols=nx, source="nifti")
+                      rows=ny, cols=nx, source=fmt.lower())
     return Study(image=out, series=info, warnings=[], slices=refs, hu=hu.to_dict())
