@@ -11,14 +11,20 @@ Cost: every repeat and every timestep is a batch item (chunked by `max_batch`); 
 once per call and the label decoder only where y_t_hat is used (not inside the infer chain).
 The invariance of METHOD_NOTES ("A property worth using") is used by `run_chain`: without clamps
 and with d_i = 1 the label chain is not run at all, its closed form gives the same answer.
+
+Noise: every (slice, repeat) pair draws from its own stream (`SliceNoise`), so a slice's answer does
+not depend on which slices share its batch, on the batch size or on `max_batch` chunking. That is
+what lets the pipeline run the stochastic modes only on slices where a lesion can be (gating) and
+still give those slices, bit for bit, the answer of an ungated run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -145,6 +151,53 @@ def _randn(shape, generator: torch.Generator, like: Tensor) -> Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
 
 
+def mix_seed(*parts: object) -> int:
+    """A 63-bit seed from any labels (study key, mode, slice index, repeat): stable across runs."""
+    return int.from_bytes(hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+class SliceNoise:
+    """One noise stream per (slice of the batch, repeat), created on first use from the slice's seed.
+
+    Draws are on the CPU (same numbers on any device). A stream is consumed in the same order
+    (salient: plan, then one image per timestep; infer: start, then one image per jump) however the
+    rows are batched or chunked.
+    """
+
+    def __init__(self, slice_seeds: Sequence[int]) -> None:
+        self.seeds = [int(v) for v in slice_seeds]
+        self._streams: dict[tuple[int, int], torch.Generator] = {}
+
+    @classmethod
+    def from_generator(cls, generator: torch.Generator, n_slices: int) -> "SliceNoise":
+        """Slice seeds drawn from one generator (a batch given with a plain torch.Generator)."""
+        return cls(torch.randint(0, 1 << 62, (n_slices,), generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def stream(self, b: int, s: int) -> torch.Generator:
+        if (b, s) not in self._streams:
+            self._streams[(b, s)] = torch.Generator(device="cpu").manual_seed(mix_seed(self.seeds[b], s))
+        return self._streams[(b, s)]
+
+    def randn(self, rows: Sequence[tuple[int, int]], shape, like: Tensor) -> Tensor:
+        """[len(rows), *shape] standard normal, row r from stream rows[r] = (slice, repeat)."""
+        out = torch.stack([torch.randn(tuple(shape), generator=self.stream(b, s), dtype=torch.float32) for b, s in rows])
+        return out.to(device=like.device, dtype=like.dtype)
+
+
+NoiseSource = Union[torch.Generator, SliceNoise]
+
+
+def _slice_noise(noise: NoiseSource, n_slices: int) -> SliceNoise:
+    if isinstance(noise, SliceNoise):
+        if len(noise) != n_slices:
+            raise ValueError(f"SliceNoise has {len(noise)} slice seeds for a batch of {n_slices}")
+        return noise
+    return SliceNoise.from_generator(noise, n_slices)
+
+
 def _call(net, x: Tensor, t: Tensor | int, need_label: bool):
     if not isinstance(t, Tensor):
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
@@ -158,8 +211,9 @@ def predict_out(net, sched: Schedule, x0: Tensor) -> Tensor:
     return _to_prob(predict_z0(yt_hat, t, eps_hat, sched))[None]
 
 
-def salient_plan(cfg: InferenceConfig, T: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def salient_plan(cfg: InferenceConfig, T: int, generator: torch.Generator | Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
     """(t [S,K], w [S,K]): timesteps and weights of each salient repeat (weights sum to 1 per repeat).
+    `generator`: one for all repeats, or one per repeat (a slice's own streams).
 
     Every step of the window with w_t = 1 - (t/T_w)^gamma renormalised (the paper), or, with fewer
     steps K, K stratified draws from the distribution w_t / sum(w) with equal weight 1/K: an
@@ -174,30 +228,39 @@ def salient_plan(cfg: InferenceConfig, T: int, generator: torch.Generator) -> tu
         return torch.arange(tw).expand(S, tw).clone(), w.expand(S, tw).clone()
     K = cfg.salient_steps
     cdf = torch.cumsum(w, 0)
-    u = torch.rand(S, 1, generator=generator, dtype=torch.float64)
+    if isinstance(generator, torch.Generator):
+        u = torch.rand(S, 1, generator=generator, dtype=torch.float64)
+    else:
+        u = torch.cat([torch.rand(1, 1, generator=g, dtype=torch.float64) for g in generator[:S]])
     q = (torch.arange(K, dtype=torch.float64)[None] + u) / K
     t = torch.searchsorted(cdf, q, right=True).clamp_max(tw - 1)
     return t, torch.full((S, K), 1.0 / K, dtype=torch.float64)
 
 
-def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator) -> Tensor:
-    """`salient`: weighted mean of y0_hat(t) over the window, fresh noise per t; p [S,B,C,H,W]."""
+def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise: NoiseSource) -> Tensor:
+    """`salient`: weighted mean of y0_hat(t) over the window, fresh noise per t; p [S,B,C,H,W].
+    Each slice's repeats have their own timestep plan and noise (see SliceNoise)."""
     B = x0.shape[0]
-    ts, ws = salient_plan(cfg, sched.T, generator)
-    S, K = ts.shape
+    noise = _slice_noise(noise, B)
+    S = cfg.salient_samples
+    plans = [salient_plan(cfg, sched.T, [noise.stream(b, s) for s in range(S)]) for b in range(B)]
+    ts = torch.stack([p[0] for p in plans], 1)  # [S, B, K]
+    ws = torch.stack([p[1] for p in plans], 1)
+    K = ts.shape[-1]
     pairs = [(s, k) for s in range(S) for k in range(K)]
     acc: Tensor | None = None
     per_chunk = max(1, cfg.max_batch // B)
     for i in range(0, len(pairs), per_chunk):
         chunk = pairs[i : i + per_chunk]
         n = len(chunk)
-        t = torch.tensor([int(ts[s, k]) for s, k in chunk], device=x0.device).repeat_interleave(B)
-        wt = torch.tensor([float(ws[s, k]) for s, k in chunk], device=x0.device, dtype=x0.dtype)
+        rows = [(b, s, k) for s, k in chunk for b in range(B)]  # pair-major, like x0.repeat(n, ...)
+        t = torch.tensor([int(ts[s, b, k]) for b, s, k in rows], device=x0.device)
+        wt = torch.tensor([float(ws[s, b, k]) for b, s, k in rows], device=x0.device, dtype=x0.dtype)
         x_rep = x0.repeat(n, 1, 1, 1)
-        x_t = q_sample(x_rep, t, _randn(x_rep.shape, generator, x0), sched)
+        x_t = q_sample(x_rep, t, noise.randn([(b, s) for b, s, _ in rows], x0.shape[1:], x0), sched)
         eps_hat, yt_hat = _call(net, x_t, t, True)
         y0 = predict_z0(yt_hat, t, eps_hat, sched).clamp(-1.0, 1.0)
-        y0 = y0.reshape(n, B, *y0.shape[1:]) * wt.reshape(n, 1, 1, 1, 1)
+        y0 = y0.reshape(n, B, *y0.shape[1:]) * wt.reshape(n, B, 1, 1, 1)
         if acc is None:
             acc = torch.zeros(S, *y0.shape[1:], dtype=y0.dtype, device=y0.device)
         acc.index_add_(0, torch.tensor([s for s, _ in chunk], device=y0.device), y0)
@@ -206,10 +269,12 @@ def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, gene
 
 def run_chain(
     eps_fn: Callable[[Tensor, int], Tensor],
-    x: Tensor, y: Tensor, eps_hat: Tensor, ks: list[int], sched: Schedule, generator: torch.Generator,
+    x: Tensor, y: Tensor, eps_hat: Tensor, ks: list[int], sched: Schedule,
+    generator: torch.Generator | Callable[[Tensor], Tensor],
     d_i: float = 1.0, clamp: bool = True, shortcut: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Algorithm 1 from index ks[0] with estimated noise eps_hat there: returns (y0_hat, x0_hat).
+    `generator`: a torch.Generator, or a function giving the noise like x (per-row streams).
 
     Each step estimates x0 and y0 from the one eps_hat (clamped to [-1, 1] when `clamp`), then
     jumps both to the next index with the posterior mean and the SAME noise z (label noise scaled
@@ -229,7 +294,10 @@ def run_chain(
         if j == len(ks) - 1:
             return (x0_hat + offset if closed else y0_hat), x0_hat
         c1, c2, s2 = jump_coefficients(sched, k, ks[j + 1])
-        z = _randn(x.shape, generator, x) if s2 > 0 else None
+        if s2 > 0:
+            z = generator(x) if callable(generator) else _randn(x.shape, generator, x)
+        else:
+            z = None
         if closed:
             x = c1 * x0_hat + c2 * x + (math.sqrt(s2) * z if z is not None else 0.0)
         else:
@@ -238,9 +306,11 @@ def run_chain(
     raise ValueError("a chain needs at least one index")
 
 
-def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, generator: torch.Generator) -> Tensor:
-    """`infer`: N runs of Algorithm 1 from T_i (strided with cfg.steps); p [S,B,C,H,W]."""
+def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise: NoiseSource) -> Tensor:
+    """`infer`: N runs of Algorithm 1 from T_i (strided with cfg.steps); p [S,B,C,H,W].
+    Run s of slice b draws from stream (b, s) only (see SliceNoise)."""
     B = x0.shape[0]
+    noise = _slice_noise(noise, B)
     S = cfg.infer_samples
     k0 = cfg.start(sched.T) - 1
     ks = step_indices(k0, cfg.steps)
@@ -248,11 +318,13 @@ def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, genera
     outs = []
     chains = S * B
     for i in range(0, chains, cfg.max_batch):
-        idx = torch.arange(i, min(i + cfg.max_batch, chains), device=x0.device) % B
-        xc = x0[idx]
-        x = q_sample(xc, torch.full((len(idx),), k0, device=x0.device), _randn(xc.shape, generator, x0), sched)
+        ids = range(i, min(i + cfg.max_batch, chains))
+        rows = [(c % B, c // B) for c in ids]  # chain c: slice c % B, run c // B
+        xc = x0[torch.tensor([b for b, _ in rows], device=x0.device)]
+        x = q_sample(xc, torch.full((len(rows),), k0, device=x0.device), noise.randn(rows, x0.shape[1:], x0), sched)
         eps_hat, y = _call(net, x, k0, True)  # the label head's y_t_hat starts the label chain
-        y0, _ = run_chain(eps_fn, x, y, eps_hat, ks, sched, generator, d_i=cfg.d_i, clamp=cfg.clamp)
+        draw = lambda like, rows=rows: noise.randn(rows, like.shape[1:], like)  # noqa: E731
+        y0, _ = run_chain(eps_fn, x, y, eps_hat, ks, sched, draw, d_i=cfg.d_i, clamp=cfg.clamp)
         outs.append(y0)
     y0 = torch.cat(outs).reshape(S, B, *outs[0].shape[1:])
     return _to_prob(y0)
@@ -278,13 +350,14 @@ def _sample_masks(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> Tens
 
 @torch.no_grad()
 def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
-            generator: torch.Generator | Mapping[str, torch.Generator],
+            generator: NoiseSource | Mapping[str, NoiseSource],
             brain: Tensor | None = None) -> Prediction:
     """Read lesion probabilities and masks for a batch of slices x0 [B,1,H,W] in [-1, 1].
 
-    `generator`: one for every mode, or one per stochastic mode ({"salient": g1, "infer": g2}):
-    with separate streams a `--mode salient` run draws exactly the noise that `salient` draws
-    inside `union`, so the union of one run contains the other modes' runs voxel for voxel.
+    `generator`: one source for every mode, or one per stochastic mode ({"salient": n1, "infer": n2});
+    a source is a torch.Generator or a SliceNoise (per-slice seeds). With separate sources a
+    `--mode salient` run draws exactly the noise that `salient` draws inside `union`, so the union
+    of one run contains the other modes' runs voxel for voxel.
     """
     gens = generator if isinstance(generator, Mapping) else {"salient": generator, "infer": generator}
     if x0.dim() != 4 or x0.shape[1] != 1:
