@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, out, warn
+from sdpm_cli.cli import app, guarded, say, warn
 from sdpm_cli.errors import UsageError
 from sdpm_cli.ingest import load_study
 from sdpm_cli.outputs.atomic import check_writable, write_image
@@ -42,5 +42,5 @@ def convert_cmd(
     write_image(st.image, out_path, force)
     sx, sy, sz = st.image.GetSpacing()
     nx, ny, nz = st.image.GetSize()
-    out.print(describe_series(st), markup=False)
-    out.print(f"wrote {out_path} ({nx}x{ny}x{nz} voxels, {sx:.3g}x{sy:.3g}x{sz:.3g} mm, int16 HU)", markup=False)
+    say(describe_series(st))
+    say(f"wrote {out_path} ({nx}x{ny}x{nz} voxels, {sx:.3g}x{sy:.3g}x{sz:.3g} mm, int16 HU)")

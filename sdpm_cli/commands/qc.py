@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, out, warn
+from sdpm_cli.cli import app, guarded, say, warn
 from sdpm_cli.errors import EXIT_INPUT, InputRejected
 from sdpm_cli.ingest import is_volume_file, load_study, survey_study
 
@@ -70,15 +70,15 @@ def qc_cmd(
         typer.echo(json.dumps(v, indent=2, default=str))
     else:
         s = v["series"] or {}
-        out.print(f"verdict: {v['verdict']}", markup=False)
+        say(f"verdict: {v['verdict']}")
         if s:
-            out.print(f"series: {s.get('number')} {s.get('description')} ({s.get('uid')})", markup=False)
-            out.print(f"slices: {v['n_slices']}, thickness {v['slice_thickness_mm']} mm, spacing {v['spacing_mm']} mm, "
-                      f"coverage {v['coverage_mm']} mm, tilt {v['tilt_deg']} deg", markup=False)
+            say(f"series: {s.get('number')} {s.get('description')} ({s.get('uid')})")
+            say(f"slices: {v['n_slices']}, thickness {v['slice_thickness_mm']} mm, spacing {v['spacing_mm']} mm, "
+                f"coverage {v['coverage_mm']} mm, tilt {v['tilt_deg']} deg")
         if v["hu"]:
-            out.print(f"HU: air {v['hu']['air_hu']}, soft-tissue peak {v['hu']['soft_tissue_peak_hu']}", markup=False)
+            say(f"HU: air {v['hu']['air_hu']}, soft-tissue peak {v['hu']['soft_tissue_peak_hu']}")
         for r in v["reasons"]:
-            out.print(("reason: " if v["verdict"] == "reject" else "chosen: ") + r, markup=False)
+            say(("reason: " if v["verdict"] == "reject" else "chosen: ") + r)
     for w in v["warnings"]:
         warn(w)
     if v["verdict"] != "pass":

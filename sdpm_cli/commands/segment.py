@@ -11,9 +11,9 @@ from typing import List, Optional
 
 import typer
 
-from sdpm_cli.cli import app, err, guarded, info, out, warn
+from sdpm_cli.cli import app, err, guarded, info, say, warn
 from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
-from sdpm_cli.outputs.atomic import check_writable, write_text
+from sdpm_cli.outputs.atomic import check_distinct, check_folder_writable, check_writable, temp_glob, write_text
 from sdpm_cli.modes import DEFAULT_MODE, MODES
 
 
@@ -61,8 +61,9 @@ def segment_cmd(
         if out_path is None:
             raise UsageError("--out mask.nii.gz is required for a single study (or use --out-dir for batch)")
         outputs = {"mask": out_path, **{k: v for k, v in requested.items() if v is not None}}
+        _check_paths(outputs, study=studies[0])
         for p in outputs.values():
-            check_writable(p, force)
+            check_writable(p, force)  # exists without --force, or its folder cannot take a file
         from sdpm_cli.ingest import is_volume_file
 
         if dicom_seg is not None and is_volume_file(studies[0]):
@@ -77,6 +78,18 @@ def segment_cmd(
         _print_summary(seg, outputs)
         return
     _run_batch(studies or [], batch, out_dir, model, run, requested, include_phi, force, resume, shard, log_json, quiet)
+
+
+OPTION = {"mask": "--out", "report": "--report", "csv": "--csv", "dicom_seg": "--dicom-seg", "preview": "--preview",
+          "probabilities": "--probabilities"}
+
+
+def _check_paths(outputs: dict, study: Optional[Path] = None, where: str = "") -> None:
+    """Usage error, before any work, when two outputs (or an output and the input) are one file."""
+    named = {f"{OPTION.get(k, k)}{where}": p for k, p in outputs.items()}
+    if study is not None and not Path(study).is_dir():
+        named = {"the input study": study, **named}
+    check_distinct(named)
 
 
 def _segment_one(study: Path, lm, run: dict, quiet: bool):
@@ -112,7 +125,10 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
             raise UsageError("--dicom-seg is not available for a tilt-corrected or gap-resampled series "
                              "(its grid is not the source grid); use the NIfTI mask")
     with contextlib.ExitStack() as stack:
-        tmp = {k: stack.enter_context(atomic_path(p, force)) for k, p in outputs.items()}
+        # the mask is entered first so that it is renamed into place last: a study folder holding a
+        # mask is finished (batch --continue relies on this), one without it is not
+        order = ["mask"] + [k for k in outputs if k != "mask"]
+        tmp = {k: stack.enter_context(atomic_path(outputs[k], force)) for k in order}
         rows = None  # the lesion table with each lesion's location, made once for report, CSV and preview
         if {"report", "csv", "preview"} & set(tmp):
             rows = segmentation_lesion_rows(seg)
@@ -164,7 +180,7 @@ def _print_summary(seg, outputs: dict) -> None:
     s = seg.study.series
     info(f"series: {getattr(s, 'description', '') or '?'} ({getattr(s, 'n_slices', '?')} slices)")
     for name, v in seg.volumes.items():
-        out.print(f"{name}: {_volume_text(v)}")
+        say(f"{name}: {_volume_text(v)}")
     if getattr(seg, "interval_source", ""):
         info(f"intervals: calibrated on {seg.interval_source}")
     info(f"mode {seg.mode}, preset {seg.preset}, device {seg.device}, "
@@ -206,6 +222,44 @@ def _study_name(p: Path) -> str:
 SUMMARY_FIELDS = ["study", "status", "exit_code", "error", "mask", "infarct_ml", "hemorrhage_ml", "runtime_s"]
 
 
+def _study_outputs(sdir: Path, requested: dict) -> dict:
+    """A batch study's outputs: its mask plus each requested file, by name, in its own folder."""
+    return {"mask": sdir / "mask.nii.gz", **{key: sdir / Path(v).name for key, v in requested.items() if v}}
+
+
+def _finished_volumes(outputs: dict) -> dict:
+    """The volumes (mL) of a study finished in an earlier run, for its summary row after --continue:
+    from its report when there is one, else measured on its mask with the project's voxel volume."""
+    from sdpm_cli.labels import CLASSES
+
+    report = outputs.get("report")
+    if report is not None and report.exists():
+        try:
+            vols = json.loads(report.read_text())["volumes"]
+            return {f"{name}_ml": round(float(vols[name]["volume_ml"]), 3) for name in CLASSES.values()}
+        except (ValueError, KeyError, TypeError, OSError):
+            pass  # an unreadable report: measure the mask instead
+    import numpy as np
+    import SimpleITK as sitk
+
+    from sdpm_cli.postprocess.lesions import voxel_volume_ml
+
+    try:
+        mask = sitk.ReadImage(str(outputs["mask"]))
+    except RuntimeError:
+        return {}
+    arr, voxel_ml = sitk.GetArrayViewFromImage(mask), voxel_volume_ml(mask)
+    return {f"{name}_ml": round(int(np.count_nonzero(arr == label)) * voxel_ml, 3) for label, name in CLASSES.items()}
+
+
+def _clear_unfinished(outputs: dict) -> None:
+    """--continue on a study without its mask: remove the temporaries a killed run left for its outputs
+    (its stale outputs themselves are then rewritten; nothing else in the folder is touched)."""
+    for p in outputs.values():
+        for tmp in p.parent.glob(temp_glob(p)):
+            tmp.unlink(missing_ok=True)
+
+
 def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, force, resume, shard, log_json, quiet):
     from sdpm_cli.pipeline import load_model
 
@@ -215,11 +269,23 @@ def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, for
     names = [_study_name(p) for p in items]
     if len(set(names)) != len(names):
         raise UsageError("two studies share a name; give distinct folder names")
-    out_dir.mkdir(parents=True, exist_ok=True)
     tag = f".shard{shard.replace('/', 'of')}" if shard else ""
     summary_path = out_dir / f"summary{tag}.csv"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out-dir is not a folder: {out_dir}")
+    per_study = [_study_outputs(out_dir / name, requested) for name in names]
+    # every refusal about paths comes before the model is loaded or any study is read
+    if per_study:  # the same file names in every study folder
+        _check_paths(per_study[0], where=" (in each study folder)")
     if log_json is not None:
+        everything = {"--log-json": log_json, "the summary": summary_path,
+                      **{f"{OPTION.get(k, k)} of {n}": p for n, o in zip(names, per_study) for k, p in o.items()}}
+        check_distinct(everything)
         check_writable(log_json, force or resume)
+    check_folder_writable(summary_path)
+    for o in per_study:  # a study folder left read-only by an earlier run
+        check_folder_writable(o["mask"])
+    out_dir.mkdir(parents=True, exist_ok=True)
     lm, w = load_model(model, run["device"])  # once for the whole batch
     for msg in w:
         warn(msg)
@@ -231,21 +297,26 @@ def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, for
         if log_json is not None:
             write_text(log_json, "\n".join(events) + "\n", force=True)
 
-    for k, (study, name) in enumerate(zip(items, names), 1):
-        sdir = out_dir / name
-        outputs = {"mask": sdir / "mask.nii.gz", **{key: sdir / Path(v).name for key, v in requested.items() if v}}
-        if resume and outputs["mask"].exists():
+    for k, (study, name, outputs) in enumerate(zip(items, names, per_study), 1):
+        sdir = outputs["mask"].parent
+        if resume and outputs["mask"].exists():  # the mask is written last: its presence means finished
             info(f"[{k}/{len(items)}] {name}: already done, skipped")
-            rows.append({"study": name, "status": "skipped", "exit_code": 0, "error": "", "mask": str(outputs["mask"])})
-            log({"study": name, "status": "skipped"})
+            rows.append({"study": name, "status": "skipped", "exit_code": 0, "error": "", "mask": str(outputs["mask"]),
+                         **_finished_volumes(outputs)})
+            log({k2: rows[-1].get(k2) for k2 in SUMMARY_FIELDS if k2 in rows[-1]})
             continue
+        # with --continue, a study folder without its mask is unfinished: its partial outputs are replaced
+        replace = force or resume
         t0 = time.perf_counter()
         try:
+            _check_paths(outputs, study=study)
+            if resume:
+                _clear_unfinished(outputs)
             for p in outputs.values():
-                check_writable(p, force)
+                check_writable(p, replace)
             seg = _segment_one(study, lm, run, quiet=True)
             sdir.mkdir(parents=True, exist_ok=True)
-            _write_outputs(seg, outputs, include_phi, force)
+            _write_outputs(seg, outputs, include_phi, replace)
             vols = {f"{n}_ml": round(v.volume_ml, 3) for n, v in seg.volumes.items()}
             row = {"study": name, "status": "ok", "exit_code": 0, "error": "", "mask": str(outputs["mask"]),
                    **vols, "runtime_s": round(time.perf_counter() - t0, 2)}
@@ -253,11 +324,11 @@ def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, for
         except SdpmError as exc:  # one bad study never stops the run
             row = {"study": name, "status": "failed", "exit_code": exc.exit_code, "error": str(exc), "mask": "",
                    "runtime_s": round(time.perf_counter() - t0, 2)}
-            err.print(f"[{k}/{len(items)}] {name}: error: {exc}", markup=False)
+            info(f"[{k}/{len(items)}] {name}: error: {exc}")
         except Exception as exc:  # noqa: BLE001 - isolate unexpected failures too
             row = {"study": name, "status": "failed", "exit_code": 5, "error": f"unexpected {type(exc).__name__}: {exc}",
                    "mask": "", "runtime_s": round(time.perf_counter() - t0, 2)}
-            err.print(f"[{k}/{len(items)}] {name}: error: unexpected {type(exc).__name__}: {exc}", markup=False)
+            info(f"[{k}/{len(items)}] {name}: error: unexpected {type(exc).__name__}: {exc}")
         rows.append(row)
         log({k2: row.get(k2) for k2 in SUMMARY_FIELDS})
     buf = io.StringIO()

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, out, warn
+from sdpm_cli.cli import app, guarded, one_line, say, warn
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest import Survey, survey_study
 from sdpm_cli.ingest.discover import IGNORED_KINDS
@@ -29,14 +29,14 @@ def format_table(s: Survey) -> str:
         rows.append([
             "*" if r.chosen else "",
             "" if i.number is None else str(i.number),
-            i.description or "-",
-            i.kernel or "-",
+            one_line(i.description) or "-",  # file text: one line per row, whatever the file holds
+            one_line(i.kernel) or "-",
             "-" if i.thickness_mm is None else f"{i.thickness_mm:g}",
             str(i.n_slices),
             i.orientation,
             f"{i.tilt_deg:.1f}",
             i.uid,
-            r.reason,
+            one_line(r.reason),
         ])
     widths = [max(len(row[k]) for row in rows) for k in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
@@ -56,8 +56,9 @@ def series_cmd(
     if as_json:
         typer.echo(json.dumps(s.to_dict(), indent=2, default=str))
     else:
-        out.print(format_table(s), markup=False)
-        out.print(ignored_line(s.ignored), markup=False)
+        for line in format_table(s).splitlines():
+            say(line)
+        say(ignored_line(s.ignored))
     if s.refusal:
         warn(s.refusal)
         raise typer.Exit(InputRejected.exit_code)

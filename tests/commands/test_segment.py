@@ -17,23 +17,7 @@ import SimpleITK as sitk
 
 from sdpm_cli.synth import SynthConfig, generate_case
 
-
-@pytest.fixture(scope="module")
-def studies(tmp_path_factory) -> dict[str, Path]:
-    """Two small NIfTI head studies (128 matrix, 5 mm) with non-trivial origins, and a broken one."""
-    root = tmp_path_factory.mktemp("studies")
-    out = {}
-    for i, seed in enumerate((3, 4)):
-        case = generate_case(seed, SynthConfig(matrix=128, thicknesses_mm=(5.0,), thickness_weights=(1.0,), lesion="hemorrhage"))
-        p = root / f"study{i}.nii.gz"
-        sitk.WriteImage(case.image, str(p))
-        sitk.WriteImage(case.label, str(root / f"truth{i}.nii.gz"))
-        out[f"study{i}"] = p
-    broken = root / "broken.nii.gz"
-    broken.write_bytes(b"not a nifti file")
-    out["broken"] = broken
-    return out
-
+# tiny_model and studies: tests/commands/conftest.py
 
 def test_single_study_writes_mask_on_the_native_grid(run_cli, tiny_model, studies, tmp_path):
     mask = tmp_path / "mask.nii.gz"
