@@ -146,6 +146,9 @@ class Segmentation:
     warnings: list[str] = field(default_factory=list)
     volumes_by_mode: dict[str, dict[str, ClassVolume]] = field(default_factory=dict)  # every mode computed
     interval_source: str = ""  # what the intervals were calibrated on ("" = not calibrated)
+    # model-grid slices the stochastic modes ran on (gating; all brain slices with --no-gating), of
+    stochastic_slices: int = 0
+    brain_slices: int = 0
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -174,6 +177,7 @@ def segment_study(
     correct_tilt: bool = False,
     resample_gaps: bool = False,
     refuse_lossy: bool = False,
+    gating: bool = True,
     batch_slices: int = 8,
     lesion_filter: Optional[dict] = None,
     progress: Optional[Callable[[int, int], None]] = None,
@@ -183,19 +187,15 @@ def segment_study(
     `lesion_filter`: the 3-D component filter (postprocess.components); None = the model's own
     (its header's `postprocess.lesion_filter`), {} = none.
     """
-    import torch
-
-    from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
-    from sdpm_cli.postprocess.uncertainty import band_voxels
-
     from sdpm_cli.ingest import load_study
-    from sdpm_cli.model.samplers import make_config, predict
+    from sdpm_cli.model.samplers import make_config
+    from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
     from sdpm_cli.preprocess import prepare, probs_to_native
 
     timings: dict[str, float] = {}
     warnings: list[str] = []
     t0 = time.perf_counter()
-    cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples)  # validates mode and preset
+    cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples, gate=gating)  # validates mode and preset
     if isinstance(model, LoadedModel):
         lm = model
     else:
@@ -218,43 +218,14 @@ def segment_study(
     timings["preprocess_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    Z, H, W = prepared.x.shape
-    C = len(CLASSES)
     run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
-    masks_model = {m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes}
-    prob_model = np.zeros((C, Z, H, W), dtype=np.float32)
-    band_model = {m: np.zeros(C, dtype=np.int64) for m in run_modes}  # uncertain-band pixels per class
     flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
-    # each sample's whole-volume mask is kept only when a 3-D filter needs it (S x the label volume:
-    # ~340 MB for the paper preset on a 66-slice study); otherwise its pixel counts are enough
-    sample_masks: Optional[np.ndarray] = None  # bool [S, C, Z, H, W]
-    sample_counts: Optional[np.ndarray] = None  # [S, C]
     key = str(getattr(study.series, "uid", "")) or str(study_or_path)
-    # one noise stream per stochastic mode, so each mode's answer does not depend on which others run
-    gen = {m: torch.Generator(device="cpu").manual_seed(_seed_for_study(seed, f"{key}:{m}")) for m in ("salient", "infer")}
-    slices = np.asarray(prepared.brain_slices, dtype=int)
-    n_calls = 0
-    with torch.inference_mode():
-        for start in range(0, len(slices), batch_slices):
-            idx = slices[start : start + batch_slices]
-            x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
-            brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
-            pred = predict(lm.net, lm.sched, x, cfg, gen, brain=brain)
-            n_calls = pred.n_calls
-            prob_model[:, idx] = pred.prob.float().cpu().numpy().transpose(1, 0, 2, 3)
-            for m in run_modes:
-                p_m = pred.probs[m].float().cpu().numpy()
-                band_model[m] += band_voxels(p_m).sum(axis=(0, 2, 3))
-                masks_model[m][:, idx] = _one_class_per_pixel(pred.masks[m].cpu().numpy(), p_m).transpose(1, 0, 2, 3)
-            if flt.active:
-                if sample_masks is None:
-                    sample_masks = np.zeros((pred.sample_masks.shape[0], C, Z, H, W), dtype=bool)
-                sample_masks[:, :, idx] = pred.sample_masks.cpu().numpy().transpose(0, 2, 1, 3, 4)
-            else:
-                counts = pred.sample_counts_cleaned.cpu().numpy().sum(axis=1)
-                sample_counts = counts if sample_counts is None else sample_counts + counts
-            if progress:
-                progress(min(start + batch_slices, len(slices)), len(slices))
+    acc = _run_model(lm, prepared, cfg, run_modes, seed, key, keep_sample_masks=flt.active,
+                     batch_slices=batch_slices, progress=progress)
+    masks_model, prob_model, sample_masks, sample_counts = acc.masks, acc.prob, acc.sample_masks, acc.sample_counts
+    band_model = {m: v.sum(axis=1) for m, v in acc.band.items()}
+    n_calls = acc.n_calls
     timings["model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -296,7 +267,102 @@ def segment_study(
         warnings=warnings,
         volumes_by_mode=volumes_by_mode,
         interval_source=calib.source if calibrated else "",
+        stochastic_slices=len(acc.stochastic_slices),
+        brain_slices=len(prepared.brain_slices),
     )
+
+
+@dataclass
+class _ModelAccumulator:
+    """What the network gives on the model grid, slice by slice (written per slice, so a slice that is
+    run twice - `out` first, then every mode when gated in - is counted once)."""
+
+    masks: dict[str, np.ndarray]  # mode -> uint8 [C, Z, H, W]
+    prob: np.ndarray  # float32 [C, Z, H, W] of the requested mode
+    band: dict[str, np.ndarray]  # mode -> [C, Z] pixels in the uncertain band
+    sample_masks: Optional[np.ndarray]  # bool [S, C, Z, H, W] when a 3-D filter needs them
+    sample_counts: Optional[np.ndarray]  # [S, C] otherwise
+    n_calls: int
+    stochastic_slices: list[int]
+
+
+def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, margin: int) -> list[int]:
+    """Brain slices where a stochastic mode could find a lesion: `out`'s probability (already zero
+    outside the brain) reaches `threshold` on the slice or within `margin` slices of it."""
+    hit = np.flatnonzero(prob_out.reshape(prob_out.shape[0], prob_out.shape[1], -1).max(axis=(0, 2)) >= threshold)
+    near = {int(z) + d for z in hit for d in range(-margin, margin + 1)}
+    return [int(z) for z in brain_slices if int(z) in near]
+
+
+def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed: int, key: str, *,
+               keep_sample_masks: bool, batch_slices: int, progress=None) -> _ModelAccumulator:
+    """Run the network over the brain slices. Stochastic modes with gating: `out` on every brain slice
+    first, then every mode only on the slices `gate_slices` picks; elsewhere each mode (and each of
+    its samples) takes `out`'s answer. Noise comes per (mode, slice), so a gated-in slice gets the
+    same answer as in an ungated run."""
+    import dataclasses
+
+    import torch
+
+    from sdpm_cli.model.samplers import SliceNoise, calls_per_slice, mix_seed, predict
+    from sdpm_cli.postprocess.uncertainty import band_voxels
+
+    Z, H, W = prepared.x.shape
+    C = len(CLASSES)
+    mode = cfg.mode
+    brain_slices = np.asarray(prepared.brain_slices, dtype=int)
+    study_seed = _seed_for_study(seed, key)
+    S = 1 if mode == "out" else (max(cfg.salient_samples, cfg.infer_samples) if mode == "union"
+                                 else cfg.salient_samples if mode == "salient" else cfg.infer_samples)
+    acc = _ModelAccumulator(
+        masks={m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes},
+        prob=np.zeros((C, Z, H, W), dtype=np.float32),
+        band={m: np.zeros((C, Z), dtype=np.int64) for m in run_modes},
+        sample_masks=np.zeros((S, C, Z, H, W), dtype=bool) if keep_sample_masks else None,
+        sample_counts=None, n_calls=0, stochastic_slices=[],
+    )
+    counts = np.zeros((S, C, Z), dtype=np.int64)
+
+    def run(slices: np.ndarray, c, modes: tuple[str, ...], as_modes: tuple[str, ...], done: int, total: int) -> None:
+        """Predict `slices` with config c; write its result for each of `modes`, and `out`'s answer
+        for each of `as_modes` (the modes gated out on these slices)."""
+        for start in range(0, len(slices), batch_slices):
+            idx = slices[start : start + batch_slices]
+            x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
+            brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
+            noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
+            pred = predict(lm.net, lm.sched, x, c, noise, brain=brain)
+            for m in modes + as_modes:
+                src = m if m in modes else "out"
+                p_m = pred.probs[src].float().cpu().numpy()
+                acc.band[m][:, idx] = band_voxels(p_m).sum(axis=(2, 3)).T
+                acc.masks[m][:, idx] = _one_class_per_pixel(pred.masks[src].cpu().numpy(), p_m).transpose(1, 0, 2, 3)
+                if m == mode:
+                    acc.prob[:, idx] = p_m.transpose(1, 0, 2, 3)
+                    per = pred.sample_masks.cpu().numpy()  # [S', B, C, H, W]
+                    per = per[np.arange(S) % per.shape[0]]  # `out` answers for all S samples
+                    counts[:, :, idx] = per.reshape(*per.shape[:3], -1).sum(-1).transpose(0, 2, 1)
+                    if acc.sample_masks is not None:
+                        acc.sample_masks[:, :, idx] = per.transpose(0, 2, 1, 3, 4)
+            if progress:
+                progress(done + min(start + batch_slices, len(slices)), total)
+
+    stochastic = tuple(m for m in run_modes if m != "out")
+    if mode == "out" or not cfg.gate:
+        acc.stochastic_slices = [] if mode == "out" else [int(z) for z in brain_slices]
+        run(brain_slices, cfg, run_modes, (), 0, len(brain_slices))
+    else:
+        out_cfg = dataclasses.replace(cfg, mode="out")
+        total = len(brain_slices)
+        # pass 1: `out` on every brain slice, written as every mode's answer; pass 2: every mode
+        # on the gated-in slices, overwriting them
+        run(brain_slices, out_cfg, ("out",) if "out" in run_modes else (), stochastic, 0, total)
+        chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, cfg.gate_margin), dtype=int)
+        run(chosen, cfg, run_modes, (), total, total + len(chosen))
+        acc.stochastic_slices = [int(z) for z in chosen]
+    acc.n_calls = calls_per_slice(cfg, lm.sched.T)[mode]
+    acc.sample_counts = counts.sum(axis=2)
+    return acc
 
 
 def _one_class_per_pixel(masks: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ def segment_cmd(
     correct_tilt: bool = typer.Option(False, "--correct-tilt", help="Resample a gantry-tilted series instead of refusing it."),
     resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Resample uneven slice spacing instead of refusing it."),
     refuse_lossy: bool = typer.Option(False, "--refuse-lossy", help="Refuse lossy-compressed pixel data (default: warn)."),
+    no_gating: bool = typer.Option(False, "--no-gating", help="Run salient/infer on every brain slice, not only where `out` sees a candidate (research)."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report (volumes with 95% interval, lesions, QC)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Per-lesion CSV."),
     dicom_seg: Optional[Path] = typer.Option(None, "--dicom-seg", help="DICOM Segmentation object referencing the source series."),
@@ -52,7 +53,7 @@ def segment_cmd(
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
     run = dict(mode=mode, preset=preset, device=device, seed=seed, steps=steps, samples=samples,
-               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy,
+               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy, gating=not no_gating,
                lesion_filter={} if no_lesion_filter else None)
     is_batch = batch is not None or out_dir is not None or (studies and len(studies) > 1)
     if not is_batch:
