@@ -173,6 +173,8 @@ def segment_study(
     series_uid: Optional[str] = None,
     correct_tilt: bool = False,
     resample_gaps: bool = False,
+    skull_stripped: bool = False,
+    brain_mask: Union[str, Path, None] = None,
     batch_slices: int = 8,
     lesion_filter: Optional[dict] = None,
     progress: Optional[Callable[[int, int], None]] = None,
@@ -180,7 +182,8 @@ def segment_study(
     """Segment one study; see docs/ARCHITECTURE.md for the stages.
 
     `lesion_filter`: the 3-D component filter (postprocess.components); None = the model's own
-    (its header's `postprocess.lesion_filter`), {} = none.
+    (its header's `postprocess.lesion_filter`), {} = none. `skull_stripped`: the NIfTI is brain-extracted
+    (also detected); `brain_mask`: a binary NIfTI on the image grid used instead of the skull-based mask.
     """
     import torch
 
@@ -206,12 +209,22 @@ def segment_study(
     if hasattr(study_or_path, "image"):
         study = study_or_path
     else:
-        study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+        study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
+                           skull_stripped=skull_stripped)
     warnings += list(study.warnings)
+    brain = getattr(study, "brain", None)
+    if brain_mask is not None:
+        from sdpm_cli.ingest.anatomy import read_brain_mask
+
+        brain = read_brain_mask(brain_mask, study.image)
+        if isinstance(getattr(study, "domain", None), dict):
+            study.domain["user_brain_mask"] = True
+        warnings.append(f"brain mask from the user ({Path(brain_mask).name}): the skull-based extraction was not used; "
+                        "lesions are segmented inside this mask only")
     timings["ingest_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    prepared = prepare(study.image, lm.plan)
+    prepared = prepare(study.image, lm.plan, brain=brain)
     warnings += list(getattr(prepared, "warnings", []) or [])
     timings["preprocess_s"] = time.perf_counter() - t
 

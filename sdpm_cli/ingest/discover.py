@@ -54,7 +54,7 @@ _TAGS = [
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
     "InstanceNumber", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
     "ContrastBolusAgent", "ContrastBolusRoute", "BitsAllocated", "PixelRepresentation", "NumberOfFrames",
-    "SamplesPerPixel", "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
+    "SamplesPerPixel", "PatientAge", "BodyPartExamined", "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
 ]
 
 
@@ -89,6 +89,8 @@ class Header:
     contrast: str
     manufacturer: str
     n_frames: int
+    age: str = ""  # PatientAge (DICOM AS, e.g. "045Y"): the anatomy checks warn on children
+    body_part: str = ""  # BodyPartExamined: the anatomy checks refuse a non-head body part
 
 
 @dataclass
@@ -226,6 +228,8 @@ def read_header(path: Path) -> tuple[str, Optional[Header]]:
         contrast=str(ds.get("ContrastBolusAgent", "") or ds.get("ContrastBolusRoute", "") or "").strip(),
         manufacturer=str(ds.get("Manufacturer", "") or ""),
         n_frames=_int(ds.get("NumberOfFrames")) or 1,
+        age=str(ds.get("PatientAge", "") or "").strip(),
+        body_part=str(ds.get("BodyPartExamined", "") or "").strip(),
     )
     return kind, header
 
