@@ -212,11 +212,11 @@ def segment_study(
         study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
                            skull_stripped=skull_stripped)
     warnings += list(study.warnings)
-    brain = getattr(study, "brain", None)
+    given_brain = getattr(study, "brain", None)  # skull-stripped input: its foreground
     if brain_mask is not None:
         from sdpm_cli.ingest.anatomy import read_brain_mask
 
-        brain = read_brain_mask(brain_mask, study.image)
+        given_brain = read_brain_mask(brain_mask, study.image)
         if isinstance(getattr(study, "domain", None), dict):
             study.domain["user_brain_mask"] = True
         warnings.append(f"brain mask from the user ({Path(brain_mask).name}): the skull-based extraction was not used; "
@@ -224,7 +224,7 @@ def segment_study(
     timings["ingest_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    prepared = prepare(study.image, lm.plan, brain=brain)
+    prepared = prepare(study.image, lm.plan, brain=given_brain)
     warnings += list(getattr(prepared, "warnings", []) or [])
     timings["preprocess_s"] = time.perf_counter() - t
 
@@ -277,6 +277,10 @@ def segment_study(
             sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
     probs_native = probs_to_native(prob_model, prepared)
     labels_by_mode = _labels_by_mode_native(masks_model, prepared)
+    if given_brain is not None:  # a given brain mask (user, skull-stripped) bounds the lesions on the native grid
+        inside = np.asarray(given_brain) > 0
+        probs_native *= inside[None]
+        labels_by_mode = {m: _mask_labels(v, inside) for m, v in labels_by_mode.items()}
     labels = labels_by_mode[mode]
     calib = lm.volume_calibration
     calibrated = calib is not None and all(calib.get(mode, name) is not None for name in CLASSES.values())
@@ -308,6 +312,15 @@ def segment_study(
         volumes_by_mode=volumes_by_mode,
         interval_source=calib.source if calibrated else "",
     )
+
+
+def _mask_labels(labels: sitk.Image, inside: np.ndarray) -> sitk.Image:
+    """The label map with everything outside `inside` (bool [Z, Y, X]) set to background."""
+    arr = sitk.GetArrayFromImage(labels)
+    arr[~inside] = 0
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(labels)
+    return out
 
 
 def _one_class_per_pixel(masks: np.ndarray, p: np.ndarray) -> np.ndarray:

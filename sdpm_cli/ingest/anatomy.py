@@ -66,7 +66,7 @@ class HeadAssessment:
     def to_dict(self) -> dict:
         return {**{k: bool(v) for k, v in self.flags.items()},
                 "age_years": None if self.age_years is None else round(self.age_years, 2),
-                "body_part": self.body_part,
+                "body_part_examined": self.body_part,
                 "measures": self.measures.to_dict() if self.measures else None}
 
 

@@ -119,7 +119,7 @@ REPORT_SCHEMA: dict = {
             "properties": {
                 **{k: {"type": "boolean"} for k in DOMAIN_FLAGS},
                 "age_years": _NUM_OR_NULL,
-                "body_part": _STR,
+                "body_part_examined": _STR,
                 "measures": {"type": ["object", "null"]},
             },
         },
