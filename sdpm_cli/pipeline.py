@@ -178,6 +178,8 @@ def segment_study(
     resample_gaps: bool = False,
     refuse_lossy: bool = False,
     gating: bool = True,
+    skull_stripped: bool = False,
+    brain_mask: Union[str, Path, None] = None,
     batch_slices: int = 8,
     lesion_filter: Optional[dict] = None,
     progress: Optional[Callable[[int, int], None]] = None,
@@ -185,7 +187,8 @@ def segment_study(
     """Segment one study; see docs/ARCHITECTURE.md for the stages.
 
     `lesion_filter`: the 3-D component filter (postprocess.components); None = the model's own
-    (its header's `postprocess.lesion_filter`), {} = none.
+    (its header's `postprocess.lesion_filter`), {} = none. `skull_stripped`: the NIfTI is brain-extracted
+    (also detected); `brain_mask`: a binary NIfTI on the image grid used instead of the skull-based mask.
     """
     from sdpm_cli.ingest import load_study
     from sdpm_cli.model.samplers import make_config
@@ -208,12 +211,21 @@ def segment_study(
         study = study_or_path
     else:
         study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
-                           refuse_lossy=refuse_lossy)
+                           refuse_lossy=refuse_lossy, skull_stripped=skull_stripped)
     warnings += list(study.warnings)
+    given_brain = getattr(study, "brain", None)  # skull-stripped input: its foreground
+    if brain_mask is not None:
+        from sdpm_cli.ingest.anatomy import read_brain_mask
+
+        given_brain = read_brain_mask(brain_mask, study.image)
+        if isinstance(getattr(study, "domain", None), dict):
+            study.domain["user_brain_mask"] = True
+        warnings.append(f"brain mask from the user ({Path(brain_mask).name}): the skull-based extraction was not used; "
+                        "lesions are segmented inside this mask only")
     timings["ingest_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    prepared = prepare(study.image, lm.plan)
+    prepared = prepare(study.image, lm.plan, brain=given_brain)
     warnings += list(getattr(prepared, "warnings", []) or [])
     timings["preprocess_s"] = time.perf_counter() - t
 
@@ -237,6 +249,10 @@ def segment_study(
             sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
     probs_native = probs_to_native(prob_model, prepared)
     labels_by_mode = _labels_by_mode_native(masks_model, prepared)
+    if given_brain is not None:  # a given brain mask (user, skull-stripped) bounds the lesions on the native grid
+        inside = np.asarray(given_brain) > 0
+        probs_native *= inside[None]
+        labels_by_mode = {m: _mask_labels(v, inside) for m, v in labels_by_mode.items()}
     labels = labels_by_mode[mode]
     calib = lm.volume_calibration
     calibrated = calib is not None and all(calib.get(mode, name) is not None for name in CLASSES.values())
@@ -363,6 +379,13 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     acc.n_calls = calls_per_slice(cfg, lm.sched.T)[mode]
     acc.sample_counts = counts.sum(axis=2)
     return acc
+def _mask_labels(labels: sitk.Image, inside: np.ndarray) -> sitk.Image:
+    """The label map with everything outside `inside` (bool [Z, Y, X]) set to background."""
+    arr = sitk.GetArrayFromImage(labels)
+    arr[~inside] = 0
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(labels)
+    return out
 
 
 def _one_class_per_pixel(masks: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -36,6 +36,8 @@ def segment_cmd(
     resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Resample uneven slice spacing instead of refusing it."),
     refuse_lossy: bool = typer.Option(False, "--refuse-lossy", help="Refuse lossy-compressed pixel data (default: warn)."),
     no_gating: bool = typer.Option(False, "--no-gating", help="Run salient/infer on every brain slice, not only where `out` sees a candidate (research)."),
+    skull_stripped: bool = typer.Option(False, "--skull-stripped", help="The NIfTI is brain-extracted (also detected): its non-background tissue is the brain mask."),
+    brain_mask: Optional[Path] = typer.Option(None, "--brain-mask", help="Binary brain mask NIfTI on the image's grid, used instead of the skull-based mask (one study)."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report (volumes with 95% interval, lesions, QC)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Per-lesion CSV."),
     dicom_seg: Optional[Path] = typer.Option(None, "--dicom-seg", help="DICOM Segmentation object referencing the source series."),
@@ -53,9 +55,12 @@ def segment_cmd(
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
     run = dict(mode=mode, preset=preset, device=device, seed=seed, steps=steps, samples=samples,
-               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy, gating=not no_gating,
+               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy,
+               gating=not no_gating, skull_stripped=skull_stripped, brain_mask=brain_mask,
                lesion_filter={} if no_lesion_filter else None)
     is_batch = batch is not None or out_dir is not None or (studies and len(studies) > 1)
+    if is_batch and brain_mask is not None:
+        raise UsageError("--brain-mask belongs to one study: it is not available in batch mode")
     if not is_batch:
         if not studies:
             raise UsageError("give a study (DICOM folder or NIfTI file), or --batch PARENT with --out-dir")
@@ -143,10 +148,10 @@ def _write_outputs(seg, outputs: dict, include_phi: bool, force: bool) -> None:
         if "probabilities" in tmp:
             sitk.WriteImage(seg.probability_image(), str(tmp["probabilities"]), useCompression=True)
         if "preview" in tmp:
-            from sdpm_cli.outputs.preview import write_preview
+            from sdpm_cli.outputs.preview import domain_banner, write_preview
 
-            write_preview(seg.study.image, seg.labels, tmp["preview"],
-                          volumes_ml=dict(seg.volumes), force=True, lesions=rows)
+            write_preview(seg.study.image, seg.labels, tmp["preview"], volumes_ml=dict(seg.volumes), force=True,
+                          lesions=rows, banner=domain_banner(getattr(seg.study, "domain", None)))
         if "dicom_seg" in tmp:
             from sdpm_cli import __version__
             from sdpm_cli.outputs.dicomseg import write_dicom_seg

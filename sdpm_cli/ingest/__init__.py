@@ -67,11 +67,14 @@ def load_study(
     resample_gaps: bool = False,
     refuse_lossy: bool = False,
     rules: Optional[IngestRules] = None,
+    skull_stripped: bool = False,
 ) -> Study:
     """Read a study (DICOM folder, a DICOM file's folder, a zipped DICOM folder, or a NIfTI / NRRD /
     MetaImage volume in HU) as a validated HU volume.
 
-    Raises InputRejected (exit 3) with a one-line reason for anything unsafe to measure.
+    Raises InputRejected (exit 3) with a one-line reason for anything unsafe to measure, including a
+    volume that is not a head (ingest.anatomy); out-of-domain heads get warnings and `Study.domain` flags.
+    `skull_stripped`: the NIfTI is brain-extracted (also detected without it).
     """
     from sdpm_cli.ingest.volume import load_candidate, load_volume_file
 
@@ -79,14 +82,27 @@ def load_study(
     if is_volume_file(path):
         if not Path(path).is_file():
             raise InputRejected(f"no such file: {path}")
-        return load_volume_file(Path(path), rules)
+        return _with_anatomy(load_volume_file(Path(path), rules, skull_stripped), rules)
     root, uid = _resolve(path, series_uid, rules)
     opts = IngestOptions(series_uid=uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
                          refuse_lossy=refuse_lossy, rules=rules)
     result, cands = _survey(root, opts)
+    if skull_stripped:
+        raise InputRejected("--skull-stripped is supported for volume-file input only (give the brain-extracted NIfTI, NRRD or MetaImage)")
     if result.refusal:
         raise InputRejected(result.refusal)
     chosen = result.chosen
     cand = next(c for c in cands if c.info is chosen.info)
     study = load_candidate(cand, opts, result)
+    return _with_anatomy(study, rules, cand.headers)
+
+
+def _with_anatomy(study: Study, rules: IngestRules, headers=()) -> Study:
+    """Refuse a non-head; add the out-of-domain warnings and flags (ingest.anatomy) to the study."""
+    from sdpm_cli.ingest.anatomy import assess
+
+    a = assess(study.image, rules, study.series.label, ages=[h.age for h in headers],
+               body_parts=[h.body_part for h in headers], brain=study.brain)
+    study.warnings.extend(a.warnings)
+    study.domain = a.to_dict()
     return study

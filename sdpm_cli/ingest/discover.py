@@ -55,7 +55,7 @@ _TAGS = [
     "InstanceNumber", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
     "ContrastBolusAgent", "ContrastBolusRoute", "BitsAllocated", "PixelRepresentation", "NumberOfFrames",
     "SamplesPerPixel", "PhotometricInterpretation", "LossyImageCompression", "LossyImageCompressionMethod",
-    "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
+    "PatientAge", "BodyPartExamined", "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
 ]
 
 # Transfer syntaxes whose pixel data may have lost information (HU values approximate). JPEG 2000
@@ -108,6 +108,8 @@ class Header:
     photometric: str = ""
     lossy: str = ""  # why the pixel data are lossy-compressed ("" when lossless or uncompressed)
     no_preamble: bool = False  # read with force=True: no 128-byte preamble / "DICM" marker
+    age: str = ""  # PatientAge (DICOM AS, e.g. "045Y"): the anatomy checks warn on children
+    body_part: str = ""  # BodyPartExamined: the anatomy checks refuse a non-head body part
 
 
 @dataclass
@@ -281,6 +283,8 @@ def read_header(path: Path) -> tuple[str, Optional[Header]]:
         photometric=str(ds.get("PhotometricInterpretation", "") or "").strip().upper(),
         lossy=_lossy(ds, str(meta.get("TransferSyntaxUID", "")) if meta else ""),
         no_preamble=forced,
+        age=str(ds.get("PatientAge", "") or "").strip(),
+        body_part=str(ds.get("BodyPartExamined", "") or "").strip(),
     )
     return kind, header
 

@@ -114,6 +114,8 @@ class Study:
     survey: Optional[Survey] = None
     hu: dict = field(default_factory=dict)  # HU-check measurements (air level, soft-tissue peak)
     corrected: list[str] = field(default_factory=list)  # "tilt", "gaps" when resampled
+    domain: dict = field(default_factory=dict)  # anatomy checks: out-of-domain flags + measures (ingest.anatomy)
+    brain: Optional[np.ndarray] = None  # uint8 [Z, Y, X] brain mask when not skull-based (skull-stripped input)
 
     def to_source_slices(self, mask: sitk.Image) -> list[np.ndarray]:
         """Sample `mask` (nearest, by physical position) on every source slice's own pixel grid."""

@@ -242,7 +242,7 @@ def load_candidate(c: Candidate, opts: IngestOptions, survey: Optional[Survey] =
     return Study(image=image, series=info, warnings=warnings, slices=refs, survey=survey, hu=hu.to_dict(), corrected=corrected)
 
 
-def load_volume_file(path: Path, rules: IngestRules) -> Study:
+def load_volume_file(path: Path, rules: IngestRules, skull_stripped: bool = False) -> Study:
     """A NIfTI / NRRD / MetaImage volume taken as HU (still HU-checked and held to the same slice and
     coverage minimums). NIfTI headers are checked for truncation and shear first (files.check_nifti)."""
     from sdpm_cli.ingest.files import check_nifti, format_name, nonfinite_text, shear_deg
@@ -278,6 +278,9 @@ def load_volume_file(path: Path, rules: IngestRules) -> Study:
         raise InputRejected(f"{label}: only {nz} slices (clinical minimum {rules.min_slices})")
     if coverage < rules.min_coverage_mm:
         raise InputRejected(f"{label}: covers only {coverage:.0f} mm head-feet (clinical minimum {rules.min_coverage_mm:.0f} mm)")
+    from sdpm_cli.ingest.anatomy import unstrip
+
+    arr, brain = unstrip(arr, rules, label, skull_stripped)  # skull-stripped: air outside the brain
     pad = arr < rules.min_valid_hu
     hu = checks.hu_check(arr[~pad], rules)
     if not hu.passed:
@@ -293,4 +296,4 @@ def load_volume_file(path: Path, rules: IngestRules) -> Study:
                       thickness_mm=sz, n_slices=nz, spacing=(sx, sy, sz), tilt_deg=0.0,
                       orientation=geometry.orientation_name(iop, rules.max_axial_angle_deg), coverage_mm=coverage,
                       rows=ny, cols=nx, source=fmt.lower())
-    return Study(image=out, series=info, warnings=[], slices=refs, hu=hu.to_dict())
+    return Study(image=out, series=info, warnings=[], slices=refs, hu=hu.to_dict(), brain=brain)

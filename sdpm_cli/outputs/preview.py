@@ -119,7 +119,7 @@ def legend_label(name: str, lesions: Optional[Sequence[Mapping]] = None) -> str:
 
 
 def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict[str, float], max_slices: int = 12,
-                   lesions: Optional[Sequence[Mapping]] = None):
+                   lesions: Optional[Sequence[Mapping]] = None, banner: str = ""):
     """Build the montage figure (matplotlib, Agg); the caller saves or closes it. lesions: report rows
     (`outputs.report.lesion_rows`); their locations are counted in the legend."""
     import matplotlib
@@ -150,6 +150,9 @@ def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict
     empty = not (vol.labels > 0).any()
     title = volumes_line(volumes_ml) + ("   (no lesion segmented: central slices shown)" if empty else "")
     fig.suptitle(title, color="white", fontsize=11)
+    if banner:  # out-of-domain input: a red line under the title, impossible to miss on the montage
+        fig.text(0.5, 0.955, banner, color="white", backgroundcolor="#b00020", fontsize=10, ha="center",
+                 va="top", weight="bold")
     handles = [Patch(facecolor="none", edgecolor=CLASS_COLOURS[c], label=legend_label(name, lesions))
                for c, name in CLASSES.items()]
     fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False, labelcolor="white", fontsize=9)
@@ -157,6 +160,16 @@ def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict
              fontsize=7, ha="right", va="bottom")  # fmt: skip
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     return fig
+
+
+def domain_banner(domain: Optional[Mapping]) -> str:
+    """The QC banner for a study outside the validated domain ("" when inside it)."""
+    from sdpm_cli.ingest.anatomy import flags_set
+
+    on = flags_set(dict(domain) if domain else None)
+    if not on:
+        return ""
+    return "OUTSIDE VALIDATED DOMAIN: " + ", ".join(f.replace("_", " ") for f in on) + " (see report warnings)"
 
 
 def save_figure(fig, dest, force: bool = False, dpi: int = 110) -> Path:
@@ -175,8 +188,10 @@ def write_preview(
     force: bool = False,
     max_slices: int = 12,
     lesions: Optional[Sequence[Mapping]] = None,
+    banner: str = "",
 ) -> Path:
-    """Write the QC montage PNG; volumes_ml defaults to the volumes counted from the labels."""
+    """Write the QC montage PNG; volumes_ml defaults to the volumes counted from the labels.
+    banner: a red warning line (out-of-domain input, see domain_banner)."""
     import matplotlib.pyplot as plt
 
     check_writable(dest, force)
@@ -185,7 +200,7 @@ def write_preview(
 
         measured = measure_lesions(labels)
         volumes_ml = {name: measured.volume_ml(c) for c, name in CLASSES.items()}
-    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices, lesions=lesions)
+    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices, lesions=lesions, banner=banner)
     try:
         return save_figure(fig, dest, force)
     finally:

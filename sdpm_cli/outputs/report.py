@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli import __version__
+from sdpm_cli.ingest.anatomy import DOMAIN_FLAGS
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.outputs.atomic import write_json, write_text
 from sdpm_cli.postprocess.location import LOCATION_CLASSES
@@ -111,6 +112,17 @@ REPORT_SCHEMA: dict = {
         },
         "series": {"type": "object"},
         "warnings": {"type": "array", "items": _STR},
+        # optional: the anatomy checks (ingest.anatomy): True = outside what the model was validated on
+        "validated_domain": {
+            "type": "object",
+            "required": list(DOMAIN_FLAGS),
+            "properties": {
+                **{k: {"type": "boolean"} for k in DOMAIN_FLAGS},
+                "age_years": _NUM_OR_NULL,
+                "body_part_examined": _STR,
+                "measures": {"type": ["object", "null"]},
+            },
+        },
         "model": {
             "type": "object",
             "required": ["name", "version", "sha256"],
@@ -360,6 +372,7 @@ def build_report(
     phi: Optional[Mapping[str, Any]] = None,
     created_utc: Optional[str] = None,
     interval_source: str = "",
+    validated_domain: Optional[Mapping[str, Any]] = None,
 ) -> dict:
     """Assemble the report from explicit inputs (validated before it is returned).
 
@@ -395,6 +408,8 @@ def build_report(
         },
         "software": {str(k): str(v) for k, v in (software if software is not None else software_versions()).items()},
     }
+    if validated_domain:
+        report["validated_domain"] = {**{k: False for k in DOMAIN_FLAGS}, **dict(validated_domain)}
     if include_phi and phi:
         report["phi"] = dict(phi)
     validate_report(report)
@@ -483,4 +498,5 @@ def report_from_segmentation(
         run=run,
         include_phi=include_phi,
         phi=phi,
+        validated_domain=getattr(seg.study, "domain", None) or None,
     )

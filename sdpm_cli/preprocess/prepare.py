@@ -49,19 +49,21 @@ def _check_image(image: sitk.Image) -> None:
         raise InputRejected("the CT volume is empty")
 
 
-def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None) -> Prepared:
+def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.ndarray | None = None) -> Prepared:
     """Brain mask, window, crop to the brain box and in-plane resample to the model grid.
 
     CT is clipped to the window first (so bone cannot bleed into the brain), smoothed with the
     anti-aliasing Gaussian when downsampling, then sampled linearly. The brain mask is carried over
     by area fraction (>= 0.5). A study with no intracranial region at all is rejected.
+    `brain` (uint8 [Z, Y, X] on the image grid) replaces the skull-based mask: a user mask or the
+    foreground of a skull-stripped volume.
     """
     plan = plan or PreprocessPlan()
     _check_image(image_hu)
     warnings: list[str] = []
     hu = sitk.GetArrayViewFromImage(image_hu)
     spacing = image_hu.GetSpacing()
-    brain_native = brain_mask_array(hu, spacing, plan)
+    brain_native = brain_mask_array(hu, spacing, plan) if brain is None else (np.asarray(brain) > 0).astype(np.uint8)
     n_brain = int(np.count_nonzero(brain_native))
     if n_brain == 0:
         raise InputRejected("no intracranial region found (is this a non-contrast head CT?)")
