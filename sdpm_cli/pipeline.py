@@ -302,10 +302,12 @@ class _ModelAccumulator:
     stochastic_slices: list[int]
 
 
-def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, margin: int) -> list[int]:
-    """Brain slices where a stochastic mode could find a lesion: `out`'s probability (already zero
-    outside the brain) reaches `threshold` on the slice or within `margin` slices of it."""
-    hit = np.flatnonzero(prob_out.reshape(prob_out.shape[0], prob_out.shape[1], -1).max(axis=(0, 2)) >= threshold)
+def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels: int, margin: int) -> list[int]:
+    """Brain slices where a stochastic mode could find a lesion: `out`'s probability [C, Z, H, W]
+    (already zero outside the brain) reaches `threshold` in at least `min_pixels` pixels of the slice
+    (any class), or does so within `margin` slices of it."""
+    above = (prob_out >= threshold).any(axis=0).reshape(prob_out.shape[1], -1).sum(axis=1)
+    hit = np.flatnonzero(above >= max(1, min_pixels))
     near = {int(z) + d for z in hit for d in range(-margin, margin + 1)}
     return [int(z) for z in brain_slices if int(z) in near]
 
@@ -373,7 +375,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         # pass 1: `out` on every brain slice, written as every mode's answer; pass 2: every mode
         # on the gated-in slices, overwriting them
         run(brain_slices, out_cfg, ("out",) if "out" in run_modes else (), stochastic, 0, total)
-        chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, cfg.gate_margin), dtype=int)
+        min_px = int(np.ceil(cfg.gate_min_area_mm2 / lm.plan.spacing_mm**2))
+        chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, min_px, cfg.gate_margin), dtype=int)
         run(chosen, cfg, run_modes, (), total, total + len(chosen))
         acc.stochastic_slices = [int(z) for z in chosen]
     acc.n_calls = calls_per_slice(cfg, lm.sched.T)[mode]
