@@ -127,3 +127,27 @@ def default_case(seed: int, matrix: int = 128, thickness_mm: float = 5.0, lesion
     cfg = SynthConfig(matrix=matrix, thicknesses_mm=(thickness_mm,), thickness_weights=(1.0,), lesion=lesion,
                       domain="clinical", max_rotation_deg=(4.0, 4.0, 4.0), streak_prob=0.0)
     return generate_case(seed, cfg, plan=plan)
+
+
+def write_demo_pair(out_dir, seed: int = 3, matrix: int = 256, spec: Optional[PairSpec] = None, patient: int = 7) -> dict:
+    """Write a pair as two DICOM series of one synthetic patient (out_dir/baseline, out_dir/followup)."""
+    import copy
+    from pathlib import Path
+
+    from sdpm_cli.synth.writers import write_dicom_series
+
+    out_dir = Path(out_dir)
+    case = default_case(seed, matrix=matrix)
+    pair = make_pair(case, spec or PairSpec(rotation_deg=(3.0, -2.0, 4.0), shift_mm=(5.0, -4.0, 3.0), grow_mm=4.0))
+    write_dicom_series(pair.baseline, case.meta, out_dir / "baseline", case_number=patient)
+    meta = copy.deepcopy(case.meta)
+    meta["seed"] = int(meta["seed"]) + 10**6  # the second scan's own UIDs
+    write_dicom_series(pair.followup, meta, out_dir / "followup", case_number=patient)
+    return pair.meta
+
+
+if __name__ == "__main__":  # python -m sdpm_cli.compare.phantom OUT_DIR: the README's example pair
+    import json
+    import sys
+
+    print(json.dumps(write_demo_pair(sys.argv[1]), indent=1, default=float))
