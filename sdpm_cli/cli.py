@@ -212,6 +212,7 @@ def _root(
 
 def _register_commands() -> None:
     from sdpm_cli.commands import (  # noqa: F401  (each module registers its command on import)
+        compare,
         convert,
         evaluate,
         info,

@@ -1,0 +1,211 @@
+"""`sdpm compare BASELINE FOLLOWUP`: hematoma expansion and infarct growth between two scans of one patient."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sdpm_cli.cli import app, err, guarded, info, out, warn
+from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
+from sdpm_cli.modes import DEFAULT_MODE, MODES
+from sdpm_cli.outputs.atomic import check_writable, write_text
+
+DEFAULT_NAMES = {"json": "compare.json", "csv": "compare.csv", "preview": "compare.png"}
+
+
+@app.command("compare", help="Volume change between a baseline and a follow-up scan of one patient "
+                             "(hematoma expansion, infarct growth), after rigid registration.")
+@guarded
+def compare_cmd(
+    baseline: Optional[Path] = typer.Argument(None, help="Baseline study (DICOM folder, zip or volume file)."),
+    followup: Optional[Path] = typer.Argument(None, help="Follow-up study of the same patient."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="JSON document (schema sdpm-compare/1)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="CSV: one row per class, then per lesion."),
+    preview: Optional[Path] = typer.Option(None, "--preview", help="PNG: baseline and registered follow-up side by side."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for compare.json, compare.csv and compare.png "
+                                                                   "(batch: one sub-folder per pair)."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Batch: CSV with columns baseline,followup[,name] "
+                                                               "(paths relative to the CSV)."),
+    mode: str = typer.Option(DEFAULT_MODE, "--mode", "-m", help="out (default) | salient | infer | union"),
+    preset: str = typer.Option("fast", "--preset", help="fast | paper"),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: the shipped model)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    seed: int = typer.Option(0, "--seed", help="Seed for the diffusion samples."),
+    allow_different_patients: bool = typer.Option(False, "--allow-different-patients",
+                                                  help="Compare even when the DICOM headers name different patients."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Fewer messages."),
+) -> None:
+    from sdpm_cli.compare import CompareOptions
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    options = CompareOptions(allow_different_patients=allow_different_patients)
+    run = dict(mode=mode, preset=preset, device=device, seed=seed)
+    requested = {"json": json_path, "csv": csv_path, "preview": preview}
+    if pairs is not None:
+        if baseline is not None or followup is not None:
+            raise UsageError("give either BASELINE FOLLOWUP or --pairs CSV, not both")
+        _run_batch(pairs, out_dir, requested, model, run, options, force)
+        return
+    if baseline is None or followup is None:
+        raise UsageError("give BASELINE and FOLLOWUP studies (or --pairs CSV with --out-dir)")
+    outputs = {k: v for k, v in requested.items() if v is not None}
+    if out_dir is not None:
+        outputs = {k: outputs.get(k, out_dir / name) for k, name in DEFAULT_NAMES.items()}
+    for p in outputs.values():
+        check_writable(p, force)
+    from sdpm_cli.pipeline import load_model
+
+    lm, w = load_model(model, device)
+    for msg in w:
+        warn(msg)
+    if not quiet:
+        info("segmenting both scans and registering the follow-up to the baseline...")
+    cmp, doc = _compare_one(baseline, followup, lm, run, options)
+    for msg in doc["warnings"]:
+        warn(msg)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    _write_outputs(cmp, doc, outputs, force)
+    for line in _console_lines(doc):
+        out.print(line)
+    if outputs:
+        info(f"mode {mode}, {doc['run']['timings'].get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
+
+
+def _compare_one(baseline: Path, followup: Path, lm, run: dict, options):
+    from sdpm_cli.compare import compare_studies
+    from sdpm_cli.compare.report import report_from_comparison
+
+    cmp = compare_studies(baseline, followup, model=lm, options=options, **run)
+    return cmp, report_from_comparison(cmp)
+
+
+def _console_lines(doc: dict) -> list[str]:
+    from sdpm_cli.compare.report import console_lines
+
+    return console_lines(doc)
+
+
+def _write_outputs(cmp, doc: dict, outputs: dict, force: bool) -> None:
+    """Every requested file or none: temporaries first, renamed together."""
+    import contextlib
+
+    from sdpm_cli.compare.preview import render_compare
+    from sdpm_cli.compare.report import compare_to_csv
+    from sdpm_cli.outputs.atomic import atomic_path
+
+    with contextlib.ExitStack() as stack:
+        tmp = {k: stack.enter_context(atomic_path(p, force)) for k, p in outputs.items()}
+        if "json" in tmp:
+            tmp["json"].write_text(json.dumps(doc, indent=2) + "\n")
+        if "csv" in tmp:
+            tmp["csv"].write_text(compare_to_csv(doc))
+        if "preview" in tmp:
+            import matplotlib.pyplot as plt
+
+            fig = render_compare(cmp, doc)
+            try:
+                fig.savefig(tmp["preview"], format="png", dpi=110, facecolor=fig.get_facecolor())
+            finally:
+                plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------- batch
+SUMMARY_FIELDS = ["pair", "status", "exit_code", "error", "brain_dice", "infarct_baseline_ml", "infarct_followup_ml",
+                  "infarct_change_ml", "infarct_growth", "hemorrhage_baseline_ml", "hemorrhage_followup_ml",
+                  "hemorrhage_change_ml", "hemorrhage_change_pct", "hemorrhage_expansion", "runtime_s"]
+
+
+def read_pairs(path: Path) -> list[tuple[str, Path, Path]]:
+    """(name, baseline, followup) rows of a pairs CSV; relative paths are relative to the CSV's folder."""
+    from sdpm_cli.ingest import study_name
+
+    if not path.is_file():
+        raise UsageError(f"--pairs: no such file: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+        if not {"baseline", "followup"} <= set(cols):
+            raise UsageError(f"--pairs: {path.name} needs the columns baseline,followup[,name]")
+        rows = []
+        for k, r in enumerate(reader, 1):
+            b, f = (r[cols[c]].strip() for c in ("baseline", "followup"))
+            if not b or not f:
+                raise UsageError(f"--pairs: row {k} lacks a baseline or a follow-up")
+            bp, fp = ((Path(v) if Path(v).is_absolute() else path.parent / v) for v in (b, f))
+            name = (r.get(cols["name"]) or "").strip() if "name" in cols else ""
+            rows.append((name or f"{study_name(bp)}__{study_name(fp)}", bp, fp))
+    if not rows:
+        raise UsageError(f"--pairs: {path.name} lists no pairs")
+    names = [n for n, _, _ in rows]
+    if len(set(names)) != len(names):
+        raise UsageError("--pairs: two pairs share a name; add a distinct name column")
+    if any("/" in n or n.startswith(".") for n in names):
+        raise UsageError("--pairs: a pair name may not contain '/' or start with '.'")
+    return rows
+
+
+def _summary_row(name: str, doc: dict, runtime: float) -> dict:
+    inf, hem = doc["classes"]["infarct"], doc["classes"]["hemorrhage"]
+    return {"pair": name, "status": "ok", "exit_code": 0, "error": "", "brain_dice": doc["registration"]["brain_dice"],
+            "infarct_baseline_ml": round(inf["baseline_ml"], 3), "infarct_followup_ml": round(inf["followup_ml"], 3),
+            "infarct_change_ml": round(inf["change_ml"], 3), "infarct_growth": inf["expansion_call"],
+            "hemorrhage_baseline_ml": round(hem["baseline_ml"], 3), "hemorrhage_followup_ml": round(hem["followup_ml"], 3),
+            "hemorrhage_change_ml": round(hem["change_ml"], 3), "hemorrhage_change_pct": hem["change_pct"],
+            "hemorrhage_expansion": hem["expansion_call"], "runtime_s": round(runtime, 2)}
+
+
+def _run_batch(pairs: Path, out_dir: Optional[Path], requested: dict, model, run: dict, options, force: bool) -> None:
+    from sdpm_cli.pipeline import load_model
+
+    if out_dir is None:
+        raise UsageError("--pairs needs --out-dir DIR")
+    items = read_pairs(pairs)
+    summary_path = out_dir / "summary.csv"
+    check_writable(summary_path, force)
+    lm, w = load_model(model, run["device"])  # once for the whole batch
+    for msg in w:
+        warn(msg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, (name, b, f) in enumerate(items, 1):
+        pdir = out_dir / name
+        outputs = {"json": pdir / DEFAULT_NAMES["json"],
+                   **{key: pdir / Path(v).name for key, v in requested.items() if v is not None}}
+        t0 = time.perf_counter()
+        try:
+            for p in outputs.values():
+                check_writable(p, force)
+            cmp, doc = _compare_one(b, f, lm, run, options)
+            pdir.mkdir(parents=True, exist_ok=True)
+            _write_outputs(cmp, doc, outputs, force)
+            row = _summary_row(name, doc, time.perf_counter() - t0)
+            hem = doc["classes"]["hemorrhage"]
+            info(f"[{k}/{len(items)}] {name}: hemorrhage {hem['change_ml']:+.1f} mL (expansion {hem['expansion_call']}), "
+                 f"infarct {doc['classes']['infarct']['change_ml']:+.1f} mL")
+        except SdpmError as exc:  # one bad pair never stops the run
+            row = {"pair": name, "status": "failed", "exit_code": exc.exit_code, "error": str(exc),
+                   "runtime_s": round(time.perf_counter() - t0, 2)}
+            err.print(f"[{k}/{len(items)}] {name}: error: {exc}", markup=False)
+        except Exception as exc:  # noqa: BLE001 - isolate unexpected failures too
+            row = {"pair": name, "status": "failed", "exit_code": 5, "error": f"unexpected {type(exc).__name__}: {exc}",
+                   "runtime_s": round(time.perf_counter() - t0, 2)}
+            err.print(f"[{k}/{len(items)}] {name}: error: unexpected {type(exc).__name__}: {exc}", markup=False)
+        rows.append(row)
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+    wr.writeheader()
+    wr.writerows(rows)
+    write_text(summary_path, buf.getvalue(), force=True)
+    failed = sum(r["status"] == "failed" for r in rows)
+    info(f"{len(rows) - failed}/{len(rows)} pairs compared; summary: {summary_path}")
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
