@@ -11,9 +11,10 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.cli import app, err, guarded, info, out, warn
 from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
-from sdpm_cli.modes import DEFAULT_MODE, MODES
+from sdpm_cli.modes import MODES
 from sdpm_cli.outputs.atomic import check_writable, write_text
 
 DEFAULT_NAMES = {"json": "compare.json", "csv": "compare.csv", "preview": "compare.png"}
@@ -32,22 +33,28 @@ def compare_cmd(
                                                                    "(batch: one sub-folder per pair)."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Batch: CSV with columns baseline,followup[,name] "
                                                                "(paths relative to the CSV)."),
-    mode: str = typer.Option(DEFAULT_MODE, "--mode", "-m", help="out (default) | salient | infer | union"),
-    preset: str = typer.Option("fast", "--preset", help="fast | paper"),
-    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: the shipped model)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    seed: int = typer.Option(0, "--seed", help="Seed for the diffusion samples."),
+    mode: str = opt.mode(),
+    preset: str = opt.preset(),
+    model: Optional[Path] = opt.model(),
+    device: str = opt.device(),
+    seed: int = opt.seed(),
+    correct_tilt: bool = opt.correct_tilt(),
+    resample_gaps: bool = opt.resample_gaps(),
+    refuse_lossy: bool = opt.refuse_lossy(),
+    no_lesion_filter: bool = opt.no_lesion_filter(),
     allow_different_patients: bool = typer.Option(False, "--allow-different-patients",
                                                   help="Compare even when the DICOM headers name different patients."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Fewer messages."),
+    force: bool = opt.force(),
+    quiet: bool = opt.quiet(),
 ) -> None:
     from sdpm_cli.compare import CompareOptions
 
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     options = CompareOptions(allow_different_patients=allow_different_patients)
-    run = dict(mode=mode, preset=preset, device=device, seed=seed)
+    run = dict(mode=mode, preset=preset, device=device, seed=seed,
+               ingest=opt.ingest_kwargs(None, correct_tilt, resample_gaps, refuse_lossy),
+               lesion_filter={} if no_lesion_filter else None)
     requested = {"json": json_path, "csv": csv_path, "preview": preview}
     if pairs is not None:
         if baseline is not None or followup is not None:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.cli import app, guarded, say, warn
 from sdpm_cli.errors import UsageError
 from sdpm_cli.ingest import load_study
@@ -28,15 +29,16 @@ def describe_series(study) -> str:
 def convert_cmd(
     study: Path = typer.Argument(..., help="Study folder (DICOM), one DICOM file, or a NIfTI volume in HU."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output volume (.nii.gz, .nii, .nrrd or .mha)."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to use instead of the automatic choice."),
-    correct_tilt: bool = typer.Option(False, "--correct-tilt", help="Resample a gantry-tilted series to an untilted grid (with a warning)."),
-    resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Resample missing slices / uneven spacing to a regular grid (with a warning)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    series: Optional[str] = opt.series(),
+    correct_tilt: bool = opt.correct_tilt(),
+    resample_gaps: bool = opt.resample_gaps(),
+    refuse_lossy: bool = opt.refuse_lossy(),
+    force: bool = opt.force(),
 ) -> None:
     if not str(out_path).lower().endswith(_FORMATS):
         raise UsageError(f"--out must end in one of {', '.join(_FORMATS)}: {out_path}")
     check_writable(out_path, force)
-    st = load_study(study, series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+    st = load_study(study, **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy))
     for w in st.warnings:
         warn(w)
     write_image(st.image, out_path, force)

@@ -8,18 +8,20 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.cli import app, guarded, say, warn
 from sdpm_cli.errors import EXIT_INPUT, InputRejected
 from sdpm_cli.ingest import is_volume_file, load_study, survey_study
 
 
-def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False) -> dict:
+def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False,
+               refuse_lossy: bool = False) -> dict:
     """Run the whole ingest; the verdict says pass/reject with reasons and what was measured."""
     verdict: dict = {"verdict": "pass", "reasons": [], "modality": None, "series": None, "slice_thickness_mm": None,
                      "spacing_mm": None, "coverage_mm": None, "n_slices": None, "tilt_deg": None, "hu": None,
                      "corrected": [], "warnings": [], "ignored": {}}
     try:
-        st = load_study(study, series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps)
+        st = load_study(study, **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy))
     except InputRejected as exc:
         verdict["verdict"] = "reject"
         verdict["reasons"].append(str(exc))
@@ -60,12 +62,13 @@ def _fill(verdict: dict, info) -> None:
 @guarded
 def qc_cmd(
     study: Path = typer.Argument(..., help="Study folder (DICOM), one DICOM file, or a NIfTI volume in HU."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to check instead of the automatic choice."),
-    correct_tilt: bool = typer.Option(False, "--correct-tilt", help="Accept a gantry-tilted series (it will be resampled)."),
-    resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Accept missing slices / uneven spacing (resampled)."),
+    series: Optional[str] = opt.series(),
+    correct_tilt: bool = opt.correct_tilt(),
+    resample_gaps: bool = opt.resample_gaps(),
+    refuse_lossy: bool = opt.refuse_lossy(),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON (also on rejection)."),
 ) -> None:
-    v = qc_verdict(study, series, correct_tilt, resample_gaps)
+    v = qc_verdict(study, series, correct_tilt, resample_gaps, refuse_lossy)
     if as_json:
         typer.echo(json.dumps(v, indent=2, default=str))
     else:

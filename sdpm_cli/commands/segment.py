@@ -11,10 +11,11 @@ from typing import List, Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.cli import app, err, guarded, info, say, warn
 from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
 from sdpm_cli.outputs.atomic import check_distinct, check_folder_writable, check_writable, temp_glob, write_text
-from sdpm_cli.modes import DEFAULT_MODE, MODES
+from sdpm_cli.modes import MODES
 
 
 @app.command("segment", help="Segment stroke lesions (1 infarct, 2 hemorrhage) in one or many head CT studies.")
@@ -24,17 +25,17 @@ def segment_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Mask NIfTI (one study)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch: one sub-folder per study here."),
     batch: Optional[Path] = typer.Option(None, "--batch", help="Batch: every study folder/NIfTI directly under this folder."),
-    mode: str = typer.Option(DEFAULT_MODE, "--mode", "-m", help="out (default) | salient | infer | union"),
-    preset: str = typer.Option("fast", "--preset", help="fast (measured default) | paper (the paper's settings; slow)"),
-    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (default: the shipped model)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (CUDA falls back to CPU with a warning)"),
-    seed: int = typer.Option(0, "--seed", help="Seed for the diffusion samples (bit-identical masks on CPU)."),
+    mode: str = opt.mode(),
+    preset: str = opt.preset(),
+    model: Optional[Path] = opt.model(),
+    device: str = opt.device(),
+    seed: int = opt.seed(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of sampling steps."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Override the number of repeats (salient/infer)."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to use (overrides the rules)."),
-    correct_tilt: bool = typer.Option(False, "--correct-tilt", help="Resample a gantry-tilted series instead of refusing it."),
-    resample_gaps: bool = typer.Option(False, "--resample-gaps", help="Resample uneven slice spacing instead of refusing it."),
-    refuse_lossy: bool = typer.Option(False, "--refuse-lossy", help="Refuse lossy-compressed pixel data (default: warn)."),
+    series: Optional[str] = opt.series(),
+    correct_tilt: bool = opt.correct_tilt(),
+    resample_gaps: bool = opt.resample_gaps(),
+    refuse_lossy: bool = opt.refuse_lossy(),
     no_gating: bool = typer.Option(False, "--no-gating", help="Run salient/infer on every brain slice, not only where `out` sees a candidate (research)."),
     skull_stripped: bool = typer.Option(False, "--skull-stripped", help="The NIfTI is brain-extracted (also detected): its non-background tissue is the brain mask."),
     brain_mask: Optional[Path] = typer.Option(None, "--brain-mask", help="Binary brain mask NIfTI on the image's grid, used instead of the skull-based mask (one study)."),
@@ -44,19 +45,18 @@ def segment_cmd(
     preview: Optional[Path] = typer.Option(None, "--preview", help="QC montage PNG."),
     probabilities: Optional[Path] = typer.Option(None, "--probabilities", help="Per-voxel probability NIfTI (one component per class)."),
     include_phi: bool = typer.Option(False, "--include-phi", help="Allow patient identifiers in the report."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    force: bool = opt.force(),
     resume: bool = typer.Option(False, "--continue", help="Batch: skip studies that already finished."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch: process shard i of n (i/n, 1-based), for array jobs."),
     log_json: Optional[Path] = typer.Option(None, "--log-json", help="Batch: JSON-lines event log."),
-    no_lesion_filter: bool = typer.Option(False, "--no-lesion-filter", help="Keep every predicted lesion (skip the model's size/extent filter)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    no_lesion_filter: bool = opt.no_lesion_filter(),
+    quiet: bool = opt.quiet(),
 ) -> None:
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
     run = dict(mode=mode, preset=preset, device=device, seed=seed, steps=steps, samples=samples,
-               series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy,
-               gating=not no_gating, skull_stripped=skull_stripped, brain_mask=brain_mask,
+               **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy), gating=not no_gating, skull_stripped=skull_stripped, brain_mask=brain_mask,
                lesion_filter={} if no_lesion_filter else None)
     is_batch = batch is not None or out_dir is not None or (studies and len(studies) > 1)
     if is_batch and brain_mask is not None:

@@ -1,0 +1,67 @@
+"""Options that several commands share, defined once: flag names, defaults and help.
+
+Each is a function returning a fresh `typer.Option` (one OptionInfo per use), so a command writes
+`model: Optional[Path] = opt.model()`. Ingest options reach `load_study` unchanged via `ingest_kwargs`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from sdpm_cli.modes import DEFAULT_MODE, MODES
+
+
+def mode():
+    return typer.Option(DEFAULT_MODE, "--mode", "-m", help=" | ".join(MODES) + f" (default {DEFAULT_MODE})")
+
+
+def preset():
+    return typer.Option("fast", "--preset", help="fast (measured default) | paper (the paper's settings; slow)")
+
+
+def model():
+    return typer.Option(None, "--model", help="Checkpoint (default: the shipped model).")
+
+
+def device():
+    return typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (CUDA falls back to CPU with a warning)")
+
+
+def seed():
+    return typer.Option(0, "--seed", help="Seed for the diffusion samples (bit-identical masks on CPU).")
+
+
+def force():
+    return typer.Option(False, "--force", help="Overwrite existing outputs.")
+
+
+def quiet():
+    return typer.Option(False, "--quiet", "-q", help="No progress bar, fewer messages.")
+
+
+def series():
+    return typer.Option(None, "--series", help="SeriesInstanceUID to use instead of the automatic choice.")
+
+
+def correct_tilt():
+    return typer.Option(False, "--correct-tilt", help="Resample a gantry-tilted series to an untilted grid (with a warning) instead of refusing it.")
+
+
+def resample_gaps():
+    return typer.Option(False, "--resample-gaps", help="Resample missing slices / uneven spacing to a regular grid (with a warning) instead of refusing it.")
+
+
+def refuse_lossy():
+    return typer.Option(False, "--refuse-lossy", help="Refuse lossy-compressed pixel data (default: warn).")
+
+
+def no_lesion_filter():
+    return typer.Option(False, "--no-lesion-filter", help="Keep every predicted lesion (skip the model's size/extent filter).")
+
+
+def ingest_kwargs(series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False,
+                  refuse_lossy: bool = False) -> dict:
+    """The ingest options as `load_study` keywords."""
+    return dict(series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy)
