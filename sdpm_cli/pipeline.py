@@ -241,7 +241,7 @@ def segment_study(
     timings["model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    dz = float(study.image.GetSpacing()[2])
+    dz = prepared.model_dz_mm  # a slab's thickness for a thin series
     model_voxel_ml = lm.plan.spacing_mm**2 * dz / 1000.0
     if flt.active:  # on the model grid, so the masks and every sample's mask are filtered alike
         masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz).astype(np.uint8) for m, v in masks_model.items()}
@@ -433,7 +433,7 @@ def _score_to_labels(score: np.ndarray, prepared) -> sitk.Image:
     keep = np.max(score, axis=0) >= 0.5
     labels = np.where(keep, best + 1, 0).astype(np.uint8)
     img = sitk.GetImageFromArray(labels)
-    img.CopyInformation(prepared.grid.reference)
+    img.CopyInformation(prepared.reference)
     return img
 
 

@@ -26,12 +26,23 @@ class PreprocessPlan:
     skull_dilate_mm: float = 0.0  # grow the skull before subtracting it (drops the inner-table rim)
     skull_close_mm: float = 8.0  # bridge foramina / gaps in the skull ring before filling its interior
     min_component_ml: float = 15.0  # keep separate intracranial pieces this big (posterior fossa), drop eyes (~7 mL)
+    # Thin series (slices closer than thin_slice_mm) are read as slabs of about slab_mm: consecutive
+    # slices averaged in HU, as a scanner's thick reconstruction does, because the model was trained
+    # on 2.5-5 mm slices; the mask goes back to every source slice of its slab. 0 turns it off.
+    thin_slice_mm: float = 2.0
+    slab_mm: float = 5.0
 
     def __post_init__(self) -> None:
         if not (self.spacing_mm > 0 and self.size > 0 and self.window_width > 0):
             raise ValueError("PreprocessPlan needs spacing_mm > 0, size > 0 and window_width > 0")
         if not self.soft_min_hu < self.soft_max_hu:
             raise ValueError("PreprocessPlan needs soft_min_hu < soft_max_hu")
+
+    def slab_factor(self, slice_spacing_mm: float) -> int:
+        """Source slices per model slice: 1 for slices thicker than thin_slice_mm, else ~slab_mm of them."""
+        if self.thin_slice_mm <= 0 or slice_spacing_mm <= 0 or slice_spacing_mm >= self.thin_slice_mm:
+            return 1
+        return max(1, int(round(self.slab_mm / slice_spacing_mm)))
 
     @property
     def window(self) -> tuple[float, float]:

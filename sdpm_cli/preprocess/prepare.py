@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,6 +22,42 @@ from sdpm_cli.preprocess.window import apply_window
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Slabs:
+    """A thin series read as slabs: every `k` consecutive source slices are one model slice (the last
+    slab may hold fewer). `reduce` averages source slices into slabs; `expand` gives every source
+    slice its slab's value, so a mask lands on every source slice of the study."""
+
+    k: int
+    n_source: int
+    reference: sitk.Image  # empty image with the source geometry
+
+    @property
+    def n_slabs(self) -> int:
+        return -(-self.n_source // self.k)
+
+    def reduce(self, arr: np.ndarray, axis: int = 0) -> np.ndarray:
+        arr = np.moveaxis(np.asarray(arr, dtype=np.float32), axis, 0)
+        out = np.stack([arr[i * self.k : (i + 1) * self.k].mean(axis=0) for i in range(self.n_slabs)])
+        return np.moveaxis(out, 0, axis)
+
+    def expand(self, arr: np.ndarray, axis: int = 0) -> np.ndarray:
+        return np.take(arr, np.arange(self.n_source) // self.k, axis=axis)
+
+
+def slab_image(image: sitk.Image, k: int) -> sitk.Image:
+    """The HU mean of every k consecutive slices, on a grid of k x the slice spacing whose first
+    plane sits at the centre of the first k source slices."""
+    arr = sitk.GetArrayViewFromImage(image)
+    slabs = Slabs(k, arr.shape[0], image)
+    out = sitk.GetImageFromArray(slabs.reduce(arr))
+    out.SetDirection(image.GetDirection())
+    out.SetOrigin(image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, (k - 1) / 2.0)))
+    sx, sy, sz = image.GetSpacing()
+    out.SetSpacing((sx, sy, sz * k))
+    return out
+
+
 @dataclass
 class Prepared:
     """Model input for one study, and the geometry to put results back on its native grid."""
@@ -33,6 +69,17 @@ class Prepared:
     plan: PreprocessPlan
     brain_volume_ml: float = 0.0  # native-grid brain mask volume (a QC figure)
     warnings: list[str] = field(default_factory=list)
+    slabs: Optional[Slabs] = None  # thin series read as slabs (grid.native_* are then the slab grid)
+
+    @property
+    def reference(self) -> sitk.Image:
+        """An empty image with the source geometry (what every output is written on)."""
+        return self.slabs.reference if self.slabs is not None else self.grid.reference
+
+    @property
+    def model_dz_mm(self) -> float:
+        """Thickness a model slice stands for (the slab thickness for a thin series)."""
+        return float(self.grid.native_spacing[2])
 
 
 GridLike = Union[Prepared, ModelGrid]
@@ -61,6 +108,18 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
     plan = plan or PreprocessPlan()
     _check_image(image_hu)
     warnings: list[str] = []
+    slabs = None
+    k = plan.slab_factor(float(image_hu.GetSpacing()[2]))
+    if k > 1 and image_hu.GetSize()[2] > 1:
+        reference = sitk.Image(list(image_hu.GetSize()), sitk.sitkUInt8)
+        reference.CopyInformation(image_hu)
+        slabs = Slabs(k, int(image_hu.GetSize()[2]), reference)
+        sz = image_hu.GetSpacing()[2]
+        warnings.append(f"thin slices ({sz:.2f} mm) read as {sz * k:.1f} mm slabs of {k} slices (the model was "
+                        "trained on 2.5-5 mm slices); the mask is given on every source slice")
+        image_hu = slab_image(image_hu, k)
+        if brain is not None:
+            brain = (slabs.reduce(brain) >= 0.5).astype(np.uint8)
     hu = sitk.GetArrayViewFromImage(image_hu)
     spacing = image_hu.GetSpacing()
     brain_native = brain_mask_array(hu, spacing, plan) if brain is None else (np.asarray(brain) > 0).astype(np.uint8)
@@ -92,6 +151,7 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
         plan=plan,
         brain_volume_ml=n_brain * voxel_ml,
         warnings=warnings,
+        slabs=slabs,
     )
 
 
@@ -103,15 +163,18 @@ def label_to_model(label: sitk.Image, prepared: GridLike) -> np.ndarray:
     the lesion area that the image shows, rather than whatever single native pixel nearest sampling hits.
     """
     grid = _grid(prepared)
+    slabs = prepared.slabs if isinstance(prepared, Prepared) else None
     arr = sitk.GetArrayViewFromImage(label)
-    if arr.shape != grid.native_shape:
-        raise InputRejected(f"label size {label.GetSize()} does not match the image size {grid.native_size}")
+    want = grid.native_shape if slabs is None else (slabs.n_source,) + grid.native_shape[1:]
+    if arr.shape != want:
+        raise InputRejected(f"label size {label.GetSize()} does not match the image size {want[::-1]}")
     values = [int(v) for v in np.unique(arr) if v != 0]
     best = np.zeros(grid.model_shape, dtype=np.float32)
     out = np.zeros(grid.model_shape, dtype=np.uint8)
     remaining = np.ones(grid.model_shape, dtype=np.float32)  # background fraction
     for v in values:
-        frac = to_model_array((arr == v).view(np.uint8), grid, order=1, smooth=True)
+        native = (arr == v).view(np.uint8) if slabs is None else slabs.reduce(arr == v)  # a slab's fraction
+        frac = to_model_array(native, grid, order=1, smooth=True)
         remaining -= frac
         win = frac > best
         best[win] = frac[win]
@@ -124,6 +187,10 @@ def to_native(labels_model: np.ndarray, prepared: GridLike) -> sitk.Image:
     """A model-grid label map (uint8 [Z, size, size]) as a uint8 image on the native grid (nearest)."""
     grid = _grid(prepared)
     arr = to_native_array(np.ascontiguousarray(labels_model, dtype=np.uint8), grid, order=0)
+    if isinstance(prepared, Prepared) and prepared.slabs is not None:
+        img = sitk.GetImageFromArray(prepared.slabs.expand(arr))
+        img.CopyInformation(prepared.slabs.reference)
+        return img
     return grid.set_native_geometry(sitk.GetImageFromArray(arr))
 
 
@@ -137,10 +204,11 @@ def probs_to_native(probs_model: np.ndarray, prepared: GridLike) -> np.ndarray:
     probs_model = np.asarray(probs_model)
     if probs_model.ndim != 4:
         raise ValueError(f"expected [C, Z, size, size] probabilities, got shape {probs_model.shape}")
+    slabs = prepared.slabs if isinstance(prepared, Prepared) else None
     out = np.zeros((probs_model.shape[0],) + grid.native_shape, dtype=np.float32)
     for c in range(probs_model.shape[0]):
         to_native_array(np.ascontiguousarray(probs_model[c], dtype=np.float32), grid, order=1, out=out[c])
-    return out
+    return out if slabs is None else slabs.expand(out, axis=1)
 
 
 def labels_from_probs(probs_native: np.ndarray, threshold: float = 0.5) -> np.ndarray:
