@@ -158,6 +158,19 @@ class Segmentation:
         return img
 
 
+def _study_key(study) -> str:
+    """What a study's noise is keyed on: its SeriesInstanceUID, else (a volume file, or an API caller's
+    Study) a hash of its geometry and voxels - never a path or an object's address, so the same
+    images give the same masks in any process, under any file name."""
+    uid = str(getattr(study.series, "uid", "") or "")
+    if uid:
+        return uid
+    img = study.image
+    h = hashlib.sha256(repr((img.GetSize(), img.GetSpacing(), img.GetOrigin(), img.GetDirection())).encode())
+    h.update(np.ascontiguousarray(sitk.GetArrayViewFromImage(img)).tobytes())
+    return "content:" + h.hexdigest()[:32]
+
+
 def _seed_for_study(seed: int, key: str) -> int:
     # independent of processing order in batches, so a study's mask depends only on (seed, study)
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
@@ -178,6 +191,7 @@ def segment_study(
     resample_gaps: bool = False,
     refuse_lossy: bool = False,
     gating: bool = True,
+    sampler_overrides: Optional[dict] = None,
     skull_stripped: bool = False,
     brain_mask: Union[str, Path, None] = None,
     batch_slices: int = 8,
@@ -198,7 +212,9 @@ def segment_study(
     timings: dict[str, float] = {}
     warnings: list[str] = []
     t0 = time.perf_counter()
-    cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples, gate=gating)  # validates mode and preset
+    # sampler_overrides: InferenceConfig fields for research (e.g. the gate's threshold and area)
+    cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples, gate=gating,
+                      **(sampler_overrides or {}))  # validates mode, preset and the fields
     if isinstance(model, LoadedModel):
         lm = model
     else:
@@ -232,7 +248,7 @@ def segment_study(
     t = time.perf_counter()
     run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
     flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
-    key = str(getattr(study.series, "uid", "")) or str(study_or_path)
+    key = _study_key(study)
     acc = _run_model(lm, prepared, cfg, run_modes, seed, key, keep_sample_masks=flt.active,
                      batch_slices=batch_slices, progress=progress)
     masks_model, prob_model, sample_masks, sample_counts = acc.masks, acc.prob, acc.sample_masks, acc.sample_counts

@@ -7,7 +7,7 @@ Noise is drawn per (mode, slice), so a gated-in slice gets the ungated run's noi
 come only from slices gated out (and float rounding of batch-size-dependent convolution).
 
     python benchmarks/accuracy/gating.py --set "A val=data/valA" --set "B val=data/valB" \
-        --set "A none=data/valA_none" --mode union --threads 2 --out runs/gating.json
+        --set "A none=data/valA_none" --mode union --gates 0.2:25,0.5:25 --threads 2 --out runs/gating.json
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="at most this many studies per set (0 = all)")
+    ap.add_argument("--gates", default="0.2:25", help="comma-separated THRESHOLD:AREA_MM2 gate settings to compare")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -47,6 +48,7 @@ def main() -> None:
     from sdpm_cli.pipeline import load_model, segment_study
 
     lm, _ = load_model(args.model, "cpu")
+    gates = [g.strip() for g in args.gates.split(",") if g.strip()]
     rows = []
     for spec in args.set:
         name, folder = spec.split("=", 1)
@@ -55,38 +57,41 @@ def main() -> None:
             images = images[: args.limit]
         for img in images:
             study = load_study(img)
-            res = {}
-            for gating in (False, True):
+            t0 = time.perf_counter()
+            full = segment_study(study, model=lm, mode=args.mode, seed=0, gating=False)
+            t_full = time.perf_counter() - t0
+            a = sitk.GetArrayFromImage(full.labels)
+            for g in gates:
+                thr, area = (float(v) for v in g.split(":"))
                 t0 = time.perf_counter()
-                seg = segment_study(study, model=lm, mode=args.mode, seed=0, gating=gating)
-                res[gating] = (seg, time.perf_counter() - t0)
-            a = sitk.GetArrayFromImage(res[False][0].labels)
-            b = sitk.GetArrayFromImage(res[True][0].labels)
-            row = {"set": name, "study": img.name, "dice_all": dice(a > 0, b > 0),
-                   "brain_slices": res[True][0].brain_slices, "gated_slices": res[True][0].stochastic_slices,
-                   "time_full_s": res[False][1], "time_gated_s": res[True][1]}
-            for label, cname in CLASSES.items():
-                vf = res[False][0].volumes[cname].volume_ml
-                vg = res[True][0].volumes[cname].volume_ml
-                row[f"dice_{cname}"] = dice(a == label, b == label)
-                row[f"{cname}_full_ml"] = vf
-                row[f"{cname}_gated_ml"] = vg
-                row[f"{cname}_diff_pct"] = 0.0 if vf == vg else 100.0 * (vg - vf) / max(vf, 1e-9)
-            rows.append(row)
-            print(f"{name} {img.name}: dice {row['dice_all']:.4f}, slices {row['gated_slices']}/{row['brain_slices']}, "
-                  f"{row['time_full_s']:.1f} s -> {row['time_gated_s']:.1f} s, "
-                  + ", ".join(f"{c} {row[f'{c}_full_ml']:.2f}->{row[f'{c}_gated_ml']:.2f} mL" for c in CLASSES.values()),
-                  flush=True)
+                seg = segment_study(study, model=lm, mode=args.mode, seed=0, gating=True,
+                                    sampler_overrides={"gate_threshold": thr, "gate_min_area_mm2": area})
+                t_g = time.perf_counter() - t0
+                b = sitk.GetArrayFromImage(seg.labels)
+                row = {"set": name, "study": img.name, "gate": g, "dice_all": dice(a > 0, b > 0),
+                       "brain_slices": seg.brain_slices, "gated_slices": seg.stochastic_slices,
+                       "time_full_s": t_full, "time_gated_s": t_g}
+                for label, cname in CLASSES.items():
+                    vf, vg = full.volumes[cname].volume_ml, seg.volumes[cname].volume_ml
+                    row[f"dice_{cname}"] = dice(a == label, b == label)
+                    row[f"{cname}_full_ml"] = vf
+                    row[f"{cname}_gated_ml"] = vg
+                    row[f"{cname}_diff_pct"] = 0.0 if vf == vg else 100.0 * (vg - vf) / max(vf, 1e-9)
+                rows.append(row)
+                print(f"{name} {img.name} gate {g}: dice {row['dice_all']:.4f}, slices {row['gated_slices']}/{row['brain_slices']}, "
+                      f"{t_full:.1f} s -> {t_g:.1f} s, "
+                      + ", ".join(f"{c} {row[f'{c}_full_ml']:.2f}->{row[f'{c}_gated_ml']:.2f} mL" for c in CLASSES.values()),
+                      flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     # summary per set
-    print("\n| set | studies | min Dice (all lesion voxels) | worst volume diff % | stochastic slices | model time full -> gated |")
-    print("|---|---|---|---|---|---|")
-    for name in dict.fromkeys(r["set"] for r in rows):
-        rs = [r for r in rows if r["set"] == name]
+    print("\n| set | gate (p, mm2) | studies | min Dice (all lesion voxels) | worst volume diff % | stochastic slices | time full -> gated |")
+    print("|---|---|---|---|---|---|---|")
+    for name, g in dict.fromkeys((r["set"], r["gate"]) for r in rows):
+        rs = [r for r in rows if r["set"] == name and r["gate"] == g]
         worst = max(abs(r[f"{c}_diff_pct"]) for r in rs for c in CLASSES.values()
                     if max(r[f"{c}_full_ml"], r[f"{c}_gated_ml"]) > 0.0) if rs else 0.0
-        print(f"| {name} | {len(rs)} | {min(r['dice_all'] for r in rs):.4f} | {worst:.2f} | "
+        print(f"| {name} | {g} | {len(rs)} | {min(r['dice_all'] for r in rs):.4f} | {worst:.2f} | "
               f"{sum(r['gated_slices'] for r in rs)}/{sum(r['brain_slices'] for r in rs)} | "
               f"{sum(r['time_full_s'] for r in rs):.0f} s -> {sum(r['time_gated_s'] for r in rs):.0f} s |")
 

@@ -76,8 +76,8 @@ class InferenceConfig:
                 raise UsageError(f"{name} must be >= 1")
         if not 0.0 < self.threshold < 1.0:
             raise UsageError("threshold must be between 0 and 1")
-        if not 0.0 <= self.gate_threshold < self.threshold or self.gate_margin < 0 or self.gate_min_area_mm2 < 0:
-            raise UsageError("gate_threshold must be in [0, threshold), gate_margin and gate_min_area_mm2 >= 0")
+        if not 0.0 <= self.gate_threshold <= self.threshold or self.gate_margin < 0 or self.gate_min_area_mm2 < 0:
+            raise UsageError("gate_threshold must be in [0, threshold], gate_margin and gate_min_area_mm2 >= 0")
         if not 0.0 <= self.d_i <= 1.0:
             raise UsageError("d_i must be between 0 and 1")
 

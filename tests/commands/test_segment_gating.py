@@ -61,3 +61,20 @@ def test_gated_in_slices_match_the_ungated_run_and_gated_out_ones_take_out(tiny_
         assert agree > 0.9999, (m, agree)  # float rounding of batch-size-dependent convolutions only
         assert np.array_equal(b[m][~inside], o[~inside]), m
     assert np.array_equal(b["out"], o)
+
+
+def test_noise_is_keyed_on_the_images_not_the_path_or_the_object(tiny_model, study, tmp_path):
+    """The same volume under two file names, or passed as a Study object, gives the same stochastic mask."""
+    from sdpm_cli.pipeline import load_model
+
+    lm, _ = load_model(tiny_model, "cpu")
+    paths = [tmp_path / "a.nii.gz", tmp_path / "other_name.nii.gz"]
+    for p in paths:
+        sitk.WriteImage(study.image, str(p))
+    masks = [sitk.GetArrayFromImage(segment_study(s, model=lm, mode="infer", seed=1, lesion_filter={}).labels)
+             for s in (*paths, study)]
+    probs = [segment_study(s, model=lm, mode="infer", seed=1, lesion_filter={}).probs for s in (paths[0], study)]
+    assert np.array_equal(masks[0], masks[1]) and np.array_equal(masks[0], masks[2])
+    assert np.array_equal(probs[0], probs[1])
+    other_seed = segment_study(study, model=lm, mode="infer", seed=2, lesion_filter={}).probs
+    assert not np.array_equal(other_seed, probs[1])
