@@ -37,6 +37,7 @@ def compare_cmd(
     preset: str = opt.preset(),
     model: Optional[Path] = opt.model(),
     device: str = opt.device(),
+    threads: int = opt.threads(),
     seed: int = opt.seed(),
     correct_tilt: bool = opt.correct_tilt(),
     resample_gaps: bool = opt.resample_gaps(),
@@ -51,6 +52,7 @@ def compare_cmd(
 
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    opt.apply_threads(threads)
     options = CompareOptions(allow_different_patients=allow_different_patients)
     run = dict(mode=mode, preset=preset, device=device, seed=seed,
                ingest=opt.ingest_kwargs(None, correct_tilt, resample_gaps, refuse_lossy),

@@ -65,3 +65,15 @@ def ingest_kwargs(series: Optional[str] = None, correct_tilt: bool = False, resa
                   refuse_lossy: bool = False) -> dict:
     """The ingest options as `load_study` keywords."""
     return dict(series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy)
+
+
+def threads():
+    return typer.Option(0, "--threads", min=0, help="CPU threads for the network; 0 = all cores (torch's default).")
+
+
+def apply_threads(n: int) -> None:
+    """Bound torch's CPU threads (a pipeline sharing a node runs several studies side by side)."""
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
