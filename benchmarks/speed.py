@@ -2,6 +2,9 @@
 
     python benchmarks/speed.py --out runs/speed            # CPU, 2 threads, 5 mm and 2.5 mm studies
     python benchmarks/speed.py --device cuda --out runs/speed_gpu
+    # this checkout beside an earlier one (git worktree add /tmp/base <commit>), rows interleaved
+    python benchmarks/speed.py --presets fast --modes out,union --studies 5mm,2.5mm,0.625mm \
+        --baseline-code /tmp/base --out runs/speed_cmp
 
 Each run is a fresh `sdpm segment` process (start-up, model load, ingest, preprocessing, sampling,
 writing included); peak RAM is that process's own maximum RSS. Network calls per slice come from
@@ -24,10 +27,14 @@ from common import dump, machine_description, run_measured, sdpm  # noqa: E402
 MODES = ("out", "salient", "infer", "union")
 
 
-def make_studies(root: Path) -> dict[str, Path]:
-    """A 5 mm (~30 slices) and a 2.5 mm (~60 slices) 512x512 DICOM study from `sdpm synth`."""
+STUDIES = {"5mm": "5", "2.5mm": "2.5", "0.625mm": "0.625"}
+
+
+def make_studies(root: Path, names: list[str]) -> dict[str, Path]:
+    """512x512 DICOM studies from `sdpm synth` (one head, seed 11): 5 mm (~30 slices), 2.5 mm (~60),
+    0.625 mm (~240, a thin reconstruction)."""
     studies = {}
-    for name, thick in (("5mm", "5"), ("2.5mm", "2.5")):
+    for name, thick in ((n, STUDIES[n]) for n in names):
         d = root / f"study_{name}"
         if not d.exists():
             r = run_measured(sdpm("synth", str(d), "--cases", "1", "--seed", "11", "--lesion", "hemorrhage",
@@ -61,10 +68,14 @@ def main() -> None:
     ap.add_argument("--presets", default="fast,paper")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--full-paper", action="store_true", help="run the paper preset end to end (hours on CPU)")
+    ap.add_argument("--studies", default="5mm,2.5mm", help="comma-separated: " + ", ".join(STUDIES))
+    ap.add_argument("--baseline-code", default=None,
+                    help="a checkout of an earlier sdpm: each row is also run with it, right after this code's")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    studies = make_studies(out)
+    studies = make_studies(out, args.studies.split(","))
+    codes = [("this", None)] + ([("baseline", str(Path(args.baseline_code).resolve()))] if args.baseline_code else [])
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     rows = []
     for sname, study in studies.items():
@@ -82,25 +93,28 @@ def main() -> None:
                                  "calls_per_slice": calls, "peak_rss_mb": None, "extrapolated": True})
                     print(json.dumps(rows[-1]), flush=True)
                     continue
-                rep = out / f"report_{sname}_{preset}_{mode}.json"
-                r = run_measured(sdpm("segment", str(study), "--mode", mode, "--preset", preset, "--device", args.device,
-                                      "--out", str(out / f"mask_{sname}_{preset}_{mode}.nii.gz"), "--report", str(rep),
-                                      "--force", "--quiet"), env=env)
-                if r.returncode:
-                    raise SystemExit(f"segment failed ({r.returncode}): {r.stderr}")
-                report = json.loads(rep.read_text())
-                run = report.get("run", {})
-                timings = run.get("timings", {})
-                if preset == "fast" and mode == "union":
-                    per_call_s = float(timings["model_s"]) / (run["n_calls_per_slice"] * brain_slices(study))
-                if preset == "fast" and mode == "out":
-                    # everything but the network: the fixed cost a paper-preset run pays as well
-                    fixed = r.wall_s - float(timings.get("model_s", 0.0))
-                rows.append({"study": sname, "preset": preset, "mode": mode, "wall_s": round(r.wall_s, 2),
-                             "calls_per_slice": run.get("n_calls_per_slice"), "peak_rss_mb": round(r.peak_rss_mb),
-                             "model_s": timings.get("model_s"), "slices": report.get("series", {}).get("n_slices"),
-                             "extrapolated": False})
-                print(json.dumps(rows[-1]), flush=True)
+                for code, path in codes:
+                    rep = out / f"report_{sname}_{preset}_{mode}_{code}.json"
+                    code_env = {**env, **({"PYTHONPATH": path} if path else {})}
+                    r = run_measured(sdpm("segment", str(study), "--mode", mode, "--preset", preset, "--device", args.device,
+                                          "--out", str(out / f"mask_{sname}_{preset}_{mode}_{code}.nii.gz"), "--report", str(rep),
+                                          "--force", "--quiet"), env=code_env)
+                    if r.returncode:
+                        raise SystemExit(f"segment failed ({r.returncode}): {r.stderr}")
+                    report = json.loads(rep.read_text())
+                    run = report.get("run", {})
+                    timings = run.get("timings", {})
+                    if code == "this" and preset == "fast" and mode == "union":
+                        per_call_s = float(timings["model_s"]) / (run["n_calls_per_slice"] * brain_slices(study))
+                    if code == "this" and preset == "fast" and mode == "out":
+                        # everything but the network: the fixed cost a paper-preset run pays as well
+                        fixed = r.wall_s - float(timings.get("model_s", 0.0))
+                    rows.append({"study": sname, "preset": preset, "mode": mode, "code": code, "wall_s": round(r.wall_s, 2),
+                                 "calls_per_slice": run.get("n_calls_per_slice"), "peak_rss_mb": round(r.peak_rss_mb),
+                                 "model_s": timings.get("model_s"), "slices": report.get("series", {}).get("n_slices"),
+                                 "volumes_ml": {k: v.get("volume_ml") for k, v in report.get("volumes", {}).items()},
+                                 "extrapolated": False})
+                    print(json.dumps(rows[-1]), flush=True)
     dump({"machine": machine_description(), "device": args.device, "threads": args.threads, "rows": rows},
          out / "speed.json")
     print(f"wrote {out / 'speed.json'}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 from pathlib import Path
@@ -12,10 +11,11 @@ from typing import Optional
 import typer
 
 from sdpm_cli.commands import options as opt
-from sdpm_cli.cli import app, err, guarded, info, out, warn
-from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
+from sdpm_cli.commands.batch import finish, run_isolated
+from sdpm_cli.cli import app, guarded, info, say, warn
+from sdpm_cli.errors import UsageError
 from sdpm_cli.modes import MODES
-from sdpm_cli.outputs.atomic import check_writable, write_text
+from sdpm_cli.outputs.atomic import check_writable
 
 DEFAULT_NAMES = {"json": "compare.json", "csv": "compare.csv", "preview": "compare.png"}
 
@@ -84,7 +84,7 @@ def compare_cmd(
         out_dir.mkdir(parents=True, exist_ok=True)
     _write_outputs(cmp, doc, outputs, force)
     for line in _console_lines(doc):
-        out.print(line)
+        say(line)
     if outputs:
         info(f"mode {mode}, {doc['run']['timings'].get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
 
@@ -189,32 +189,18 @@ def _run_batch(pairs: Path, out_dir: Optional[Path], requested: dict, model, run
         pdir = out_dir / name
         outputs = {"json": pdir / DEFAULT_NAMES["json"],
                    **{key: pdir / Path(v).name for key, v in requested.items() if v is not None}}
-        t0 = time.perf_counter()
-        try:
+
+        def work(name=name, b=b, f=f, pdir=pdir, outputs=outputs) -> tuple[dict, str]:
+            t0 = time.perf_counter()
             for p in outputs.values():
                 check_writable(p, force)
             cmp, doc = _compare_one(b, f, lm, run, options)
             pdir.mkdir(parents=True, exist_ok=True)
             _write_outputs(cmp, doc, outputs, force)
-            row = _summary_row(name, doc, time.perf_counter() - t0)
             hem = doc["classes"]["hemorrhage"]
-            info(f"[{k}/{len(items)}] {name}: hemorrhage {hem['change_ml']:+.1f} mL (expansion {hem['expansion_call']}), "
-                 f"infarct {doc['classes']['infarct']['change_ml']:+.1f} mL")
-        except SdpmError as exc:  # one bad pair never stops the run
-            row = {"pair": name, "status": "failed", "exit_code": exc.exit_code, "error": str(exc),
-                   "runtime_s": round(time.perf_counter() - t0, 2)}
-            err.print(f"[{k}/{len(items)}] {name}: error: {exc}", markup=False)
-        except Exception as exc:  # noqa: BLE001 - isolate unexpected failures too
-            row = {"pair": name, "status": "failed", "exit_code": 5, "error": f"unexpected {type(exc).__name__}: {exc}",
-                   "runtime_s": round(time.perf_counter() - t0, 2)}
-            err.print(f"[{k}/{len(items)}] {name}: error: unexpected {type(exc).__name__}: {exc}", markup=False)
-        rows.append(row)
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
-    wr.writeheader()
-    wr.writerows(rows)
-    write_text(summary_path, buf.getvalue(), force=True)
-    failed = sum(r["status"] == "failed" for r in rows)
-    info(f"{len(rows) - failed}/{len(rows)} pairs compared; summary: {summary_path}")
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL)
+            return _summary_row(name, doc, time.perf_counter() - t0), (
+                f"hemorrhage {hem['change_ml']:+.1f} mL (expansion {hem['expansion_call']}), "
+                f"infarct {doc['classes']['infarct']['change_ml']:+.1f} mL")
+
+        rows.append(run_isolated("pair", name, f"[{k}/{len(items)}]", work))
+    finish(rows, SUMMARY_FIELDS, summary_path, "pairs compared")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from pathlib import Path
@@ -12,8 +10,9 @@ from typing import List, Optional
 import typer
 
 from sdpm_cli.commands import options as opt
+from sdpm_cli.commands.batch import finish, run_isolated
 from sdpm_cli.cli import app, err, guarded, info, say, warn
-from sdpm_cli.errors import EXIT_PARTIAL, SdpmError, UsageError
+from sdpm_cli.errors import UsageError
 from sdpm_cli.outputs.atomic import check_distinct, check_folder_writable, check_writable, temp_glob, write_text
 from sdpm_cli.modes import MODES
 
@@ -315,8 +314,9 @@ def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, for
             continue
         # with --continue, a study folder without its mask is unfinished: its partial outputs are replaced
         replace = force or resume
-        t0 = time.perf_counter()
-        try:
+
+        def work(study=study, name=name, outputs=outputs, sdir=sdir, replace=replace) -> tuple[dict, str]:
+            t0 = time.perf_counter()
             _check_paths(outputs, study=study)
             if resume:
                 _clear_unfinished(outputs)
@@ -328,23 +328,9 @@ def _run_batch(studies, parent, out_dir, model, run, requested, include_phi, for
             vols = {f"{n}_ml": round(v.volume_ml, 3) for n, v in seg.volumes.items()}
             row = {"study": name, "status": "ok", "exit_code": 0, "error": "", "mask": str(outputs["mask"]),
                    **vols, "runtime_s": round(time.perf_counter() - t0, 2)}
-            info(f"[{k}/{len(items)}] {name}: " + ", ".join(f"{n} {_volume_text(v)}" for n, v in seg.volumes.items()))
-        except SdpmError as exc:  # one bad study never stops the run
-            row = {"study": name, "status": "failed", "exit_code": exc.exit_code, "error": str(exc), "mask": "",
-                   "runtime_s": round(time.perf_counter() - t0, 2)}
-            info(f"[{k}/{len(items)}] {name}: error: {exc}")
-        except Exception as exc:  # noqa: BLE001 - isolate unexpected failures too
-            row = {"study": name, "status": "failed", "exit_code": 5, "error": f"unexpected {type(exc).__name__}: {exc}",
-                   "mask": "", "runtime_s": round(time.perf_counter() - t0, 2)}
-            info(f"[{k}/{len(items)}] {name}: error: unexpected {type(exc).__name__}: {exc}")
+            return row, ", ".join(f"{n} {_volume_text(v)}" for n, v in seg.volumes.items())
+
+        row = run_isolated("study", name, f"[{k}/{len(items)}]", work)
         rows.append(row)
         log({k2: row.get(k2) for k2 in SUMMARY_FIELDS})
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
-    wr.writeheader()
-    wr.writerows(rows)
-    write_text(summary_path, buf.getvalue(), force=True)
-    failed = sum(r["status"] == "failed" for r in rows)
-    info(f"{len(rows) - failed}/{len(rows)} studies succeeded; summary: {summary_path}")
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL)
+    finish(rows, SUMMARY_FIELDS, summary_path, "studies succeeded")
