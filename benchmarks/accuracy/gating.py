@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="at most this many studies per set (0 = all)")
-    ap.add_argument("--gates", default="0.2:25", help="comma-separated THRESHOLD:AREA_MM2 gate settings to compare")
+    ap.add_argument("--gates", default="0.2:25", help="comma-separated variants against the ungated fp32 run: "
+                    "THRESHOLD:AREA_MM2 (a gate), bf16 (no gate, bf16 network), or bf16+THRESHOLD:AREA_MM2")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -62,10 +63,15 @@ def main() -> None:
             t_full = time.perf_counter() - t0
             a = sitk.GetArrayFromImage(full.labels)
             for g in gates:
-                thr, area = (float(v) for v in g.split(":"))
+                precision = "bf16" if g.startswith("bf16") else "fp32"
+                gate = g.split("+", 1)[1] if "+" in g else ("" if g == "bf16" else g)
+                over = {}
+                if gate:
+                    thr, area = (float(v) for v in gate.split(":"))
+                    over = {"gate_threshold": thr, "gate_min_area_mm2": area}
                 t0 = time.perf_counter()
-                seg = segment_study(study, model=lm, mode=args.mode, seed=0, gating=True,
-                                    sampler_overrides={"gate_threshold": thr, "gate_min_area_mm2": area})
+                seg = segment_study(study, model=lm, mode=args.mode, seed=0, gating=bool(gate), precision=precision,
+                                    sampler_overrides=over)
                 t_g = time.perf_counter() - t0
                 b = sitk.GetArrayFromImage(seg.labels)
                 row = {"set": name, "study": img.name, "gate": g, "dice_all": dice(a > 0, b > 0),

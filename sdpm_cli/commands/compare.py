@@ -38,6 +38,7 @@ def compare_cmd(
     model: Optional[Path] = opt.model(),
     device: str = opt.device(),
     threads: int = opt.threads(),
+    precision: str = opt.precision(),
     seed: int = opt.seed(),
     correct_tilt: bool = opt.correct_tilt(),
     resample_gaps: bool = opt.resample_gaps(),
@@ -54,7 +55,7 @@ def compare_cmd(
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     opt.apply_threads(threads)
     options = CompareOptions(allow_different_patients=allow_different_patients)
-    run = dict(mode=mode, preset=preset, device=device, seed=seed,
+    run = dict(mode=mode, preset=preset, device=device, seed=seed, precision=precision,
                ingest=opt.ingest_kwargs(None, correct_tilt, resample_gaps, refuse_lossy),
                lesion_filter={} if no_lesion_filter else None)
     requested = {"json": json_path, "csv": csv_path, "preview": preview}

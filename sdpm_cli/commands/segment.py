@@ -29,6 +29,7 @@ def segment_cmd(
     model: Optional[Path] = opt.model(),
     device: str = opt.device(),
     threads: int = opt.threads(),
+    precision: str = opt.precision(),
     seed: int = opt.seed(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of sampling steps."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Override the number of repeats (salient/infer)."),
@@ -56,7 +57,7 @@ def segment_cmd(
         raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
     opt.apply_threads(threads)
     requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
-    run = dict(mode=mode, preset=preset, device=device, seed=seed, steps=steps, samples=samples,
+    run = dict(mode=mode, preset=preset, device=device, seed=seed, precision=precision, steps=steps, samples=samples,
                **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy), gating=not no_gating, skull_stripped=skull_stripped, brain_mask=brain_mask,
                lesion_filter={} if no_lesion_filter else None)
     is_batch = batch is not None or out_dir is not None or (studies and len(studies) > 1)

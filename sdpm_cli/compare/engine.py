@@ -243,7 +243,7 @@ def _sum_ci(rows: list[dict]) -> Optional[tuple[float, float]]:
 def compare_studies(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], *, model=None,
                     mode: str = DEFAULT_MODE, preset: str = "fast", device: str = "auto", seed: int = 0,
                     options: CompareOptions = CompareOptions(), ingest: Optional[dict] = None,
-                    lesion_filter: Optional[dict] = None) -> Comparison:
+                    lesion_filter: Optional[dict] = None, precision: str = "fp32") -> Comparison:
     """Ingest both studies, check they are one patient, segment both (one model), then `compare_scans`.
 
     model: a LoadedModel, a checkpoint path or None (the shipped model). ingest: load_study options
@@ -260,7 +260,8 @@ def compare_studies(baseline: Union[str, Path, Any], followup: Union[str, Path, 
     ingest = dict(ingest or {})
     studies = [s if hasattr(s, "image") else load_study(s, **ingest) for s in (baseline, followup)]
     same_patient_check(*(subject_key_of(s) for s in studies), options.allow_different_patients)  # before segmenting
-    segs = [segment_study(s, model=lm, mode=mode, preset=preset, device=device, seed=seed, lesion_filter=lesion_filter)
+    segs = [segment_study(s, model=lm, mode=mode, preset=preset, device=device, seed=seed, lesion_filter=lesion_filter,
+                          precision=precision)
             for s in studies]
     t_seg = time.perf_counter() - t0
     scans = [scan_from_segmentation(s) for s in segs]

@@ -212,7 +212,9 @@ def _slice_noise(noise: NoiseSource, n_slices: int) -> SliceNoise:
 def _call(net, x: Tensor, t: Tensor | int, need_label: bool):
     if not isinstance(t, Tensor):
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    return net(x, t.to(x.device), need_label=need_label)
+    out = net(x, t.to(x.device), need_label=need_label)
+    # under bf16 autocast the network runs in bf16; the diffusion maths stays in float32
+    return tuple(None if v is None else v.float() for v in out)
 
 
 def predict_out(net, sched: Schedule, x0: Tensor) -> Tensor:
