@@ -23,13 +23,13 @@ class Measured:
     stderr: str
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> Measured:
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> Measured:
     """Run `cmd` as a child; peak RSS is that child's own (os.wait4 rusage), wall time includes start-up."""
     import tempfile
 
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

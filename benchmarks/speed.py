@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,6 +42,15 @@ def make_studies(root: Path, names: list[str]) -> dict[str, Path]:
                 raise SystemExit(r.stderr)
         studies[name] = next((d / "dicom").iterdir())
     return studies
+
+
+def _runs_from(path: str, env: dict) -> bool:
+    """Whether `python -m sdpm_cli` started in `path` imports the package from there."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", "import sdpm_cli; print(sdpm_cli.__file__)"], cwd=path,
+                       capture_output=True, text=True, env={**__import__("os").environ, **env, "PYTHONPATH": path})
+    return r.stdout.strip().startswith(str(Path(path).resolve()))
 
 
 def brain_slices(study: Path) -> int:
@@ -76,6 +84,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     studies = make_studies(out, args.studies.split(","))
     codes = [("this", None)] + ([("baseline", str(Path(args.baseline_code).resolve()))] if args.baseline_code else [])
+    for _, path in codes[1:]:
+        if not _runs_from(path, {}):
+            raise SystemExit(f"--baseline-code: `python -m sdpm_cli` started in {path} does not import it from there")
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     rows = []
     for sname, study in studies.items():
@@ -95,10 +106,12 @@ def main() -> None:
                     continue
                 for code, path in codes:
                     rep = out / f"report_{sname}_{preset}_{mode}_{code}.json"
+                    # the other checkout runs from its own folder: `python -m` puts the working folder first on
+                    # sys.path, ahead of an editable install of this one (PYTHONPATH alone is not enough)
                     code_env = {**env, **({"PYTHONPATH": path} if path else {})}
-                    r = run_measured(sdpm("segment", str(study), "--mode", mode, "--preset", preset, "--device", args.device,
-                                          "--out", str(out / f"mask_{sname}_{preset}_{mode}_{code}.nii.gz"), "--report", str(rep),
-                                          "--force", "--quiet"), env=code_env)
+                    r = run_measured(sdpm("segment", str(study.resolve()), "--mode", mode, "--preset", preset, "--device", args.device,
+                                          "--out", str((out / f"mask_{sname}_{preset}_{mode}_{code}.nii.gz").resolve()),
+                                          "--report", str(rep.resolve()), "--force", "--quiet"), env=code_env, cwd=path)
                     if r.returncode:
                         raise SystemExit(f"segment failed ({r.returncode}): {r.stderr}")
                     report = json.loads(rep.read_text())

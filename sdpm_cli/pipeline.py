@@ -467,7 +467,8 @@ def _labels_by_mode_native(masks_model: dict[str, np.ndarray], prepared) -> dict
     """
     from sdpm_cli.preprocess import probs_to_native
 
-    scores = {m: probs_to_native(v.astype(np.float32), prepared, sparse=True) for m, v in masks_model.items() if m != "union"}
+    scores = {m: probs_to_native(v.astype(np.float32), prepared, sparse=True, expand=False)
+              for m, v in masks_model.items() if m != "union"}
     if "union" in masks_model:
         scores["union"] = np.maximum.reduce([scores[m] for m in ("out", "salient", "infer")])
     return {m: _score_to_labels(scores[m], prepared) for m in masks_model}
@@ -479,11 +480,19 @@ def _score_to_labels(score: np.ndarray, prepared) -> sitk.Image:
     Each class mask is interpolated linearly onto the native grid and kept where >= 0.5, so lesion
     boundaries fall half-way between model pixels instead of being blocky; the classes do not
     overlap on the model grid (_one_class_per_pixel), and where their interpolated borders meet
-    the class with the higher score wins (an exact tie: the lower label).
+    the class with the higher score wins (an exact tie: the lower label). Only slices holding a
+    score are labelled; a thin series is labelled on its slabs and then expanded to every slice.
     """
-    best = np.argmax(score, axis=0)
-    keep = np.max(score, axis=0) >= 0.5
-    labels = np.where(keep, best + 1, 0).astype(np.uint8)
+    C, Z = score.shape[:2]
+    labels = np.zeros(score.shape[1:], dtype=np.uint8)
+    zs = np.flatnonzero(score.reshape(C, Z, -1).any(axis=(0, 2)))
+    if len(zs):
+        sub = score[:, zs]
+        best = np.argmax(sub, axis=0)
+        labels[zs] = np.where(np.max(sub, axis=0) >= 0.5, best + 1, 0).astype(np.uint8)
+    slabs = getattr(prepared, "slabs", None)
+    if slabs is not None:
+        labels = slabs.expand(labels)
     img = sitk.GetImageFromArray(labels)
     img.CopyInformation(prepared.reference)
     return img

@@ -162,15 +162,17 @@ def measure_head(hu: np.ndarray, spacing_xyz: tuple[float, float, float], rules:
     from sdpm_cli.preprocess.brainmask import brain_mask_array
 
     s = _stride(spacing_xyz[:2], rules.anatomy_pixel_mm)
-    sub = np.ascontiguousarray(hu[:, ::s, ::s], dtype=np.float32)
+    # thin series: every t-th slice (~anatomy_slice_mm apart) measures the same head at a fraction of the cost
+    t = max(1, int(rules.anatomy_slice_mm // float(spacing_xyz[2]))) if hu.shape[0] > 1 else 1
+    sub = np.ascontiguousarray(hu[::t, ::s, ::s], dtype=np.float32)
     sp = (float(spacing_xyz[1]) * s, float(spacing_xyz[0]) * s)  # (y, x) mm
-    sz = float(spacing_xyz[2])
+    sz = float(spacing_xyz[2]) * t
     vox_ml = sp[0] * sp[1] * sz / 1000.0
     rings = [z for z in range(sub.shape[0]) if _ring_slice(sub[z], sp, rules)]
     if brain is None:
         mask = brain_mask_array(sub, (sp[1], sp[0], sz)).astype(bool)
     else:
-        mask = np.ascontiguousarray(brain[:, ::s, ::s]).astype(bool)
+        mask = np.ascontiguousarray(brain[::t, ::s, ::s]).astype(bool)
     n = int(mask.sum())
     med = float(np.median(sub[mask])) if n else None
     # dense vessels: a plateau (every in-plane neighbour too) at contrast density inside the brain's

@@ -217,7 +217,7 @@ def load_candidate(c: Candidate, opts: IngestOptions, survey: Optional[Survey] =
     slices = _decode_all(c, warnings)
     hs = [c.headers[i] for i in c.geom.unique]
     vol, pad = _apply_padding(slices, hs, rules)
-    hu = checks.hu_check(vol[~pad], rules)
+    hu = checks.hu_check(checks.hu_sample(vol, pad, float(c.geom.spacing), rules), rules)
     missing_rescale = [h for h in hs if h.slope is None or h.intercept is None]
     if not hu.passed:
         why = "rescale slope/intercept missing and the values are not HU" if missing_rescale else "HU check failed"
@@ -309,7 +309,7 @@ def load_volume_file(path: Path, rules: IngestRules, skull_stripped: bool = Fals
 
     arr, brain = unstrip(arr, rules, label, skull_stripped)  # skull-stripped: air outside the brain
     pad = arr < rules.min_valid_hu
-    hu = checks.hu_check(arr[~pad], rules)
+    hu = checks.hu_check(checks.hu_sample(arr, pad, float(sz), rules), rules)
     if not hu.passed:
         raise InputRejected(f"{label}: HU check failed: {hu.reason}")
     arr[pad] = rules.air_hu

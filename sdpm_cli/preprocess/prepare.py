@@ -194,12 +194,13 @@ def to_native(labels_model: np.ndarray, prepared: GridLike) -> sitk.Image:
     return grid.set_native_geometry(sitk.GetImageFromArray(arr))
 
 
-def probs_to_native(probs_model: np.ndarray, prepared: GridLike, sparse: bool = False) -> np.ndarray:
+def probs_to_native(probs_model: np.ndarray, prepared: GridLike, sparse: bool = False, expand: bool = True) -> np.ndarray:
     """Per-class probabilities [C, Z, size, size] -> float32 [C, Z, Y, X] on the native grid (linear).
 
     One class at a time; the result is the only full-size float array (about 63 MB per class for
     512 x 512 x 60 slices) and 0 outside the model grid. `sparse`: the input is mostly zero (masks),
-    so only slices holding a value are resampled (same result, a fraction of the time).
+    so only slices holding a value are resampled (same result, a fraction of the time). `expand`
+    False: a thin series' result stays on its slab grid (expand later with `prepared.slabs.expand`).
     """
     grid = _grid(prepared)
     probs_model = np.asarray(probs_model)
@@ -211,7 +212,7 @@ def probs_to_native(probs_model: np.ndarray, prepared: GridLike, sparse: bool = 
         # sparse (masks): only the slices holding a value (z maps to z, so nothing else changes)
         zs = np.flatnonzero(np.asarray(probs_model[c]).reshape(probs_model.shape[1], -1).any(axis=1)) if sparse else None
         to_native_array(np.ascontiguousarray(probs_model[c], dtype=np.float32), grid, order=1, out=out[c], slices=zs)
-    return out if slabs is None else slabs.expand(out, axis=1)
+    return out if slabs is None or not expand else slabs.expand(out, axis=1)
 
 
 def labels_from_probs(probs_native: np.ndarray, threshold: float = 0.5) -> np.ndarray:
