@@ -14,7 +14,6 @@ from sdpm_cli.commands import options as opt
 from sdpm_cli.commands.batch import finish, run_isolated
 from sdpm_cli.cli import app, guarded, info, say, warn
 from sdpm_cli.errors import UsageError
-from sdpm_cli.modes import MODES
 from sdpm_cli.outputs.atomic import check_writable
 
 DEFAULT_NAMES = {"json": "compare.json", "csv": "compare.csv", "preview": "compare.png"}
@@ -51,9 +50,7 @@ def compare_cmd(
 ) -> None:
     from sdpm_cli.compare import CompareOptions
 
-    if mode not in MODES:
-        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
-    opt.apply_threads(threads)
+    opt.start_run(mode, threads)
     options = CompareOptions(allow_different_patients=allow_different_patients)
     run = dict(mode=mode, preset=preset, device=device, seed=seed, precision=precision,
                ingest=opt.ingest_kwargs(None, correct_tilt, resample_gaps, refuse_lossy),

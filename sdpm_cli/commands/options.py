@@ -79,6 +79,15 @@ def apply_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def start_run(mode: str, threads: int) -> None:
+    """What every segmenting command checks and sets first: a known mode, then the thread bound."""
+    from sdpm_cli.errors import UsageError
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    apply_threads(threads)
+
+
 def precision():
     return typer.Option("fp32", "--precision", help="fp32 (as trained; default) | bf16 (network in bfloat16: ~2x faster "
                                                     "on CPUs with AMX and on GPUs; masks differ by a few boundary voxels)")

@@ -14,7 +14,6 @@ from sdpm_cli.commands.batch import finish, run_isolated
 from sdpm_cli.cli import app, err, guarded, info, say, warn
 from sdpm_cli.errors import UsageError
 from sdpm_cli.outputs.atomic import check_distinct, check_folder_writable, check_writable, temp_glob, write_text
-from sdpm_cli.modes import MODES
 
 
 @app.command("segment", help="Segment stroke lesions (1 infarct, 2 hemorrhage) in one or many head CT studies.")
@@ -53,9 +52,7 @@ def segment_cmd(
     no_lesion_filter: bool = opt.no_lesion_filter(),
     quiet: bool = opt.quiet(),
 ) -> None:
-    if mode not in MODES:
-        raise UsageError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
-    opt.apply_threads(threads)
+    opt.start_run(mode, threads)
     requested = {"report": report, "csv": csv_path, "dicom_seg": dicom_seg, "preview": preview, "probabilities": probabilities}
     run = dict(mode=mode, preset=preset, device=device, seed=seed, precision=precision, steps=steps, samples=samples,
                **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy), gating=not no_gating, skull_stripped=skull_stripped, brain_mask=brain_mask,

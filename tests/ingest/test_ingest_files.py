@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest import load_study
 from sdpm_cli.ingest.files import study_name
 from sdpm_cli.ingest.rules import IngestRules

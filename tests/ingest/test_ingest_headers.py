@@ -8,20 +8,10 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest import load_study
 
 from .dicom_factory import phantom_hu, write_series
-
-
-def refused(path, *words, **kw) -> str:
-    with pytest.raises(InputRejected) as exc:
-        load_study(path, **kw)
-    msg = str(exc.value)
-    assert "\n" not in msg
-    for w in words:
-        assert w.lower() in msg.lower(), msg
-    return msg
+from .test_ingest_faults import refused
 
 
 def edit(paths, k=None, **tags) -> None:
