@@ -155,14 +155,15 @@ class Segmentation:
 
     @property
     def probs(self) -> np.ndarray:
-        """float32 [C, Z, Y, X]: probability of each class (requested mode) on the native grid."""
+        """float32 [C, Z, Y, X]: probability of each class (requested mode) on the native grid (for a
+        thin series a SlabExpanded view of the same numbers; np.asarray gives the array)."""
         if self._probs is None and self.probs_factory is not None:
             self._probs = self.probs_factory()
         return self._probs
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
-        arr = np.moveaxis(self.probs, 0, -1)  # [Z, Y, X, C]
+        arr = np.moveaxis(np.asarray(self.probs), 0, -1)  # [Z, Y, X, C]
         img = sitk.GetImageFromArray(arr.astype(np.float32), isVector=True)
         img.CopyInformation(self.labels)
         return img
@@ -295,7 +296,11 @@ def segment_study(
             sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
     inside = None if given_brain is None else np.asarray(given_brain) > 0
 
-    def probs_native() -> np.ndarray:
+    def probs_native():
+        if prepared.slabs is not None and inside is None:  # kept on the slabs, read per source slice
+            from sdpm_cli.preprocess.prepare import SlabExpanded
+
+            return SlabExpanded(probs_to_native(prob_model, prepared, expand=False), prepared.slabs)
         p = probs_to_native(prob_model, prepared)
         if inside is not None:
             p *= inside[None]

@@ -45,6 +45,41 @@ class Slabs:
         return np.take(arr, np.arange(self.n_source) // self.k, axis=axis)
 
 
+class SlabExpanded:
+    """A [C, Z, Y, X] array of a thin series held on its slabs ([C, Z_slabs, Y, X]) and read as if
+    expanded to every source slice: `a[c][z0:z1, ys, xs]` maps source slices to their slabs, so a
+    per-lesion lookup never materialises the full-resolution volume (543 MB for 259 x 512 x 512 x 2);
+    `np.asarray(a)` expands it (for a probability NIfTI)."""
+
+    def __init__(self, slab_arr: np.ndarray, slabs: Slabs) -> None:
+        self._a, self._slabs = slab_arr, slabs
+        self.shape = (slab_arr.shape[0], slabs.n_source) + tuple(slab_arr.shape[2:])
+        self.dtype = slab_arr.dtype
+        self.ndim = slab_arr.ndim
+
+    def __getitem__(self, c: int) -> "_SlabClass":
+        return _SlabClass(self._a[c], self._slabs)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._slabs.expand(self._a, axis=1)
+        return out if dtype is None else out.astype(dtype)
+
+
+class _SlabClass:
+    def __init__(self, a: np.ndarray, slabs: Slabs) -> None:
+        self._a, self._slabs = a, slabs
+        self.shape = (slabs.n_source,) + tuple(a.shape[1:])
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        zs = np.arange(self._slabs.n_source)[key[0]] // self._slabs.k
+        return self._a[zs][(slice(None),) * np.ndim(zs) + tuple(key[1:])]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._slabs.expand(self._a)
+        return out if dtype is None else out.astype(dtype)
+
+
 def slab_image(image: sitk.Image, k: int) -> sitk.Image:
     """The HU mean of every k consecutive slices, on a grid of k x the slice spacing whose first
     plane sits at the centre of the first k source slices."""

@@ -79,3 +79,16 @@ def test_sparse_resampling_of_masks_is_exact():
     m = np.stack([y == 1, y == 2]).astype(np.float32)
     assert 0 < m.any(axis=(0, 2, 3)).sum() < m.shape[1]  # some slices empty: the sparse path is used
     np.testing.assert_array_equal(probs_to_native(m, prep, sparse=True), probs_to_native(m, prep))
+
+
+def test_slab_expanded_view_reads_like_the_expanded_array():
+    from sdpm_cli.preprocess.prepare import SlabExpanded
+
+    slabs = Slabs(3, 8, sitk.Image(4, 5, 8, sitk.sitkUInt8))
+    a = np.random.default_rng(0).random((2, 3, 5, 4)).astype(np.float32)
+    view, full = SlabExpanded(a, slabs), slabs.expand(a, axis=1)
+    assert view.shape == full.shape == (2, 8, 5, 4)
+    np.testing.assert_array_equal(np.asarray(view), full)
+    for c in (0, 1):
+        np.testing.assert_array_equal(view[c][2:7, 1:4, 0:3], full[c][2:7, 1:4, 0:3])
+        np.testing.assert_array_equal(view[c][5], full[c][5])
