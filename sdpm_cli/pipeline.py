@@ -180,8 +180,6 @@ def network_precision(precision: str, device):
 
     import torch
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=getattr(device, "type", str(device)), dtype=torch.bfloat16)
@@ -245,7 +243,8 @@ def segment_study(
     # sampler_overrides: InferenceConfig fields for research (e.g. the gate's threshold and area)
     cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples, gate=gating,
                       **(sampler_overrides or {}))  # validates mode, preset and the fields
-    network_precision(precision, "cpu")  # validates the precision before any work
+    if precision not in PRECISIONS:  # before any work
+        raise UsageError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     if isinstance(model, LoadedModel):
         lm = model
     else:
@@ -498,9 +497,7 @@ def _score_to_labels(score: np.ndarray, prepared) -> sitk.Image:
     slabs = getattr(prepared, "slabs", None)
     if slabs is not None:
         labels = slabs.expand(labels)
-    img = sitk.GetImageFromArray(labels)
-    img.CopyInformation(prepared.reference)
-    return img
+    return prepared.set_source_geometry(sitk.GetImageFromArray(labels))
 
 
 def _class_volumes(labels: sitk.Image, sample_counts: Optional[np.ndarray], model_voxel_ml: float, mode: str,

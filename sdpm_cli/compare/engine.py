@@ -116,14 +116,8 @@ def lesion_id_map(labels: sitk.Image, rows: list[dict]) -> np.ndarray:
 
 
 def subject_key_of(study) -> Optional[str]:
-    """The ingest's one-way subject key of a DICOM study (first source slice's header); None for a volume file."""
-    from sdpm_cli.ingest.discover import read_header
-
-    slices = getattr(study, "slices", None) or []
-    if getattr(getattr(study, "series", None), "source", "dicom") != "dicom" or not slices:
-        return None
-    _, header = read_header(Path(slices[0].path))
-    return header.subject_key if header is not None else None
+    """The ingest's one-way subject key of a DICOM study (Study.subject_key); None for a volume file."""
+    return getattr(study, "subject_key", None)
 
 
 def _series_dict(study) -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.outputs.preview import (CLASS_COLOURS, CONVENTION_NOTE, WINDOW_LEVEL, WINDOW_WIDTH, choose_slices,
-                                      display_volume, save_figure)
+                                      display_volume, draw_slice, save_figure)
 
 
 def render_compare(cmp, doc: dict, max_slices: int = 6):
@@ -28,16 +28,10 @@ def render_compare(cmp, doc: dict, max_slices: int = 6):
     slices = choose_slices(both, max_slices)
     fig, axes = plt.subplots(len(slices), 2, figsize=(6.4, 3.2 * len(slices) + 1.2), squeeze=False)
     fig.patch.set_facecolor("black")
-    lo, hi = WINDOW_LEVEL - WINDOW_WIDTH / 2, WINDOW_LEVEL + WINDOW_WIDTH / 2
     for row, k in zip(axes, slices):
         for ax, vol, tag in ((row[0], base, "baseline"), (row[1], foll, "follow-up (registered)")):
             ax.axis("off")
-            ax.imshow(vol.hu[k], cmap="gray", vmin=lo, vmax=hi, aspect=vol.aspect, interpolation="nearest")
-            for c in CLASSES:
-                m = vol.labels[k] == c
-                if m.any():
-                    ax.contour(m.astype(np.float32), levels=[0.5], colors=[CLASS_COLOURS[c]], linewidths=1.2)
-            ax.set_title(f"{tag}, z {vol.z_mm[k]:.1f} mm", color="white", fontsize=8)
+            draw_slice(ax, vol, k, f"{tag}, z {vol.z_mm[k]:.1f} mm")
     reg = doc["registration"]
     title = "\n".join(f"{n}: {e['baseline_ml']:.1f} -> {e['followup_ml']:.1f} mL ({e['change_ml']:+.1f}; "
                        f"{'expansion' if n == 'hemorrhage' else 'growth'} {e['expansion_call']})"

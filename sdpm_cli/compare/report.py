@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Optional
 
 from sdpm_cli import __version__
 from sdpm_cli.labels import CLASSES

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from sdpm_cli.errors import InputRejected
+from sdpm_cli.ingest.checks import slice_stride
 from sdpm_cli.ingest.rules import IngestRules
 
 # The out-of-domain flags, in the order the report, console and QC picture list them.
@@ -162,8 +163,8 @@ def measure_head(hu: np.ndarray, spacing_xyz: tuple[float, float, float], rules:
     from sdpm_cli.preprocess.brainmask import brain_mask_array
 
     s = _stride(spacing_xyz[:2], rules.anatomy_pixel_mm)
-    # thin series: every t-th slice (~anatomy_slice_mm apart) measures the same head at a fraction of the cost
-    t = max(1, int(rules.anatomy_slice_mm // float(spacing_xyz[2]))) if hu.shape[0] > 1 else 1
+    # thin series: every t-th slice (~check_slice_mm apart) measures the same head at a fraction of the cost
+    t = slice_stride(float(spacing_xyz[2]), hu.shape[0], rules)
     sub = np.ascontiguousarray(hu[::t, ::s, ::s], dtype=np.float32)
     sp = (float(spacing_xyz[1]) * s, float(spacing_xyz[0]) * s)  # (y, x) mm
     sz = float(spacing_xyz[2]) * t

@@ -44,11 +44,16 @@ def padding_mask(hu_slice: np.ndarray, padding_hu: Optional[float], padding_limi
     return mask
 
 
+def slice_stride(slice_mm: float, n_slices: int, rules: IngestRules) -> int:
+    """Every how many slices the ingest's checks look, so that they sit ~rules.check_slice_mm apart."""
+    return max(1, int(rules.check_slice_mm // slice_mm)) if slice_mm > 0 and n_slices > 1 else 1
+
+
 def hu_sample(vol: np.ndarray, pad: np.ndarray, slice_mm: float, rules: IngestRules) -> np.ndarray:
     """The measured (not padded) voxels the HU check looks at: every 2nd pixel in-plane and slices at
-    least rules.anatomy_slice_mm apart - the histogram's air and soft-tissue peaks do not move, and a
+    least rules.check_slice_mm apart - the histogram's air and soft-tissue peaks do not move, and a
     0.625 mm study no longer copies all its voxels for it."""
-    t = max(1, int(rules.anatomy_slice_mm // slice_mm)) if slice_mm > 0 and vol.shape[0] > 1 else 1
+    t = slice_stride(slice_mm, vol.shape[0], rules)
     return vol[::t, ::2, ::2][~pad[::t, ::2, ::2]]
 
 

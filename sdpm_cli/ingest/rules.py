@@ -56,9 +56,10 @@ class IngestRules:
     # --- is it an adult, non-contrast head (anatomy checks)
     # Measured on a copy subsampled to about this pixel size: the checks need millimetres, not pixels.
     anatomy_pixel_mm: float = 1.5
-    # ... and along z at least this far apart (a 0.625 mm series is measured on every 3rd slice): the
-    # head's size, ring and brain volume do not change at that scale, the cost falls 3x.
-    anatomy_slice_mm: float = 2.0
+    # ... and along z at least this far apart (a 0.625 mm series is measured on every 3rd slice), for
+    # these checks and for the HU check: the head's size, ring, brain volume and HU histogram do not
+    # change at that scale, the cost falls 3x.
+    check_slice_mm: float = 2.0
     # BodyPartExamined: these are refused as "not a head"; anything else not in head_body_parts warns.
     refused_body_parts: tuple[str, ...] = (
         "CHEST", "THORAX", "LUNG", "HEART", "ABDOMEN", "PELVIS", "ABDOMENPELVIS", "CHESTABDOMEN",

@@ -116,6 +116,9 @@ class Study:
     corrected: list[str] = field(default_factory=list)  # "tilt", "gaps" when resampled
     domain: dict = field(default_factory=dict)  # anatomy checks: out-of-domain flags + measures (ingest.anatomy)
     brain: Optional[np.ndarray] = None  # uint8 [Z, Y, X] brain mask when not skull-based (skull-stripped input)
+    # one-way hash of the patient's ID/name/birth date from the DICOM headers (None: a volume file);
+    # tells two studies' patients apart, never written to any output
+    subject_key: Optional[str] = None
 
     def to_source_slices(self, mask: sitk.Image) -> list[np.ndarray]:
         """Sample `mask` (nearest, by physical position) on every source slice's own pixel grid."""

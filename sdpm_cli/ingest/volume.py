@@ -266,7 +266,8 @@ def load_candidate(c: Candidate, opts: IngestOptions, survey: Optional[Survey] =
                  instance_number=h.instance_number, sop_instance_uid=h.sop_instance, sop_class_uid=h.sop_class)
         for h in hs
     ]
-    return Study(image=image, series=info, warnings=warnings, slices=refs, survey=survey, hu=hu.to_dict(), corrected=corrected)
+    return Study(image=image, series=info, warnings=warnings, slices=refs, survey=survey, hu=hu.to_dict(), corrected=corrected,
+                 subject_key=c.first.subject_key)
 
 
 def load_volume_file(path: Path, rules: IngestRules, skull_stripped: bool = False) -> Study:

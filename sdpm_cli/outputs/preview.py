@@ -84,6 +84,17 @@ def choose_slices(labels_zyx: np.ndarray, max_slices: int = 12) -> list[int]:
     return sorted(pick)
 
 
+def draw_slice(ax, vol: DisplayVolume, k: int, title: str) -> None:
+    """One slice in the brain window with each class's contour (the QC montage and the compare preview)."""
+    lo, hi = WINDOW_LEVEL - WINDOW_WIDTH / 2, WINDOW_LEVEL + WINDOW_WIDTH / 2
+    ax.imshow(vol.hu[k], cmap="gray", vmin=lo, vmax=hi, aspect=vol.aspect, interpolation="nearest")
+    for c in CLASSES:
+        m = vol.labels[k] == c
+        if m.any():
+            ax.contour(m.astype(np.float32), levels=[0.5], colors=[CLASS_COLOURS[c]], linewidths=1.2)
+    ax.set_title(title, color="white", fontsize=8)
+
+
 def volume_text(v: Any, digits: int = 1, long: bool = False) -> str:
     """One class volume as people read it: '24.3 mL (95% 17.9-67.0, LOW CONFIDENCE)', or with
     `long` '24.32 mL (95% interval of the true volume 17.9-67.0)  LOW CONFIDENCE' (the console line).
@@ -135,16 +146,10 @@ def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows + 1.0), squeeze=False)
     fig.patch.set_facecolor("black")
-    lo, hi = WINDOW_LEVEL - WINDOW_WIDTH / 2, WINDOW_LEVEL + WINDOW_WIDTH / 2
     for ax in axes.ravel():
         ax.axis("off")
     for ax, k in zip(axes.ravel(), slices):
-        ax.imshow(vol.hu[k], cmap="gray", vmin=lo, vmax=hi, aspect=vol.aspect, interpolation="nearest")
-        for c in CLASSES:
-            m = vol.labels[k] == c
-            if m.any():
-                ax.contour(m.astype(np.float32), levels=[0.5], colors=[CLASS_COLOURS[c]], linewidths=1.2)
-        ax.set_title(f"z {vol.z_mm[k]:.1f} mm", color="white", fontsize=8)
+        draw_slice(ax, vol, k, f"z {vol.z_mm[k]:.1f} mm")
         ax.text(0.01, 0.5, "R", color="yellow", fontsize=9, transform=ax.transAxes, va="center", ha="left")
         ax.text(0.99, 0.5, "L", color="yellow", fontsize=9, transform=ax.transAxes, va="center", ha="right")
     empty = not (vol.labels > 0).any()

@@ -30,7 +30,19 @@ class Slabs:
 
     k: int
     n_source: int
-    reference: sitk.Image  # empty image with the source geometry
+    # the source grid's geometry (origin, spacing, direction): outputs are stamped with it
+    source_geometry: tuple = ()
+
+    @classmethod
+    def of(cls, image: sitk.Image, k: int) -> "Slabs":
+        return cls(k, int(image.GetSize()[2]), (image.GetOrigin(), image.GetSpacing(), image.GetDirection()))
+
+    def set_source_geometry(self, image: sitk.Image) -> sitk.Image:
+        origin, spacing, direction = self.source_geometry
+        image.SetOrigin(origin)
+        image.SetSpacing(spacing)
+        image.SetDirection(direction)
+        return image
 
     @property
     def n_slabs(self) -> int:
@@ -84,7 +96,7 @@ def slab_image(image: sitk.Image, k: int) -> sitk.Image:
     """The HU mean of every k consecutive slices, on a grid of k x the slice spacing whose first
     plane sits at the centre of the first k source slices."""
     arr = sitk.GetArrayViewFromImage(image)
-    slabs = Slabs(k, arr.shape[0], image)
+    slabs = Slabs.of(image, k)
     out = sitk.GetImageFromArray(slabs.reduce(arr))
     out.SetDirection(image.GetDirection())
     out.SetOrigin(image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, (k - 1) / 2.0)))
@@ -106,10 +118,9 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     slabs: Optional[Slabs] = None  # thin series read as slabs (grid.native_* are then the slab grid)
 
-    @property
-    def reference(self) -> sitk.Image:
-        """An empty image with the source geometry (what every output is written on)."""
-        return self.slabs.reference if self.slabs is not None else self.grid.reference
+    def set_source_geometry(self, image: sitk.Image) -> sitk.Image:
+        """Stamp the source grid's geometry (what every output is written on) on a source-shape image."""
+        return self.slabs.set_source_geometry(image) if self.slabs is not None else self.grid.set_native_geometry(image)
 
     @property
     def model_dz_mm(self) -> float:
@@ -146,9 +157,7 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
     slabs = None
     k = plan.slab_factor(float(image_hu.GetSpacing()[2]))
     if k > 1 and image_hu.GetSize()[2] > 1:
-        reference = sitk.Image(list(image_hu.GetSize()), sitk.sitkUInt8)
-        reference.CopyInformation(image_hu)
-        slabs = Slabs(k, int(image_hu.GetSize()[2]), reference)
+        slabs = Slabs.of(image_hu, k)
         sz = image_hu.GetSpacing()[2]
         warnings.append(f"thin slices ({sz:.2f} mm) read as {sz * k:.1f} mm slabs of {k} slices (the model was "
                         "trained on 2.5-5 mm slices); the mask is given on every source slice")
@@ -223,9 +232,7 @@ def to_native(labels_model: np.ndarray, prepared: GridLike) -> sitk.Image:
     grid = _grid(prepared)
     arr = to_native_array(np.ascontiguousarray(labels_model, dtype=np.uint8), grid, order=0)
     if isinstance(prepared, Prepared) and prepared.slabs is not None:
-        img = sitk.GetImageFromArray(prepared.slabs.expand(arr))
-        img.CopyInformation(prepared.slabs.reference)
-        return img
+        return prepared.slabs.set_source_geometry(sitk.GetImageFromArray(prepared.slabs.expand(arr)))
     return grid.set_native_geometry(sitk.GetImageFromArray(arr))
 
 

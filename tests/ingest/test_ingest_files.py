@@ -26,6 +26,14 @@ def head_image(tmp_path):
     return load_study(tmp_path / "dcm").image
 
 
+def _write_like(head_image, arr, path):
+    """`arr` written to `path` with the head's geometry."""
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(head_image)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
 def test_truncated_nifti_gz_refused_as_truncated(tmp_path, head_image):
     full = tmp_path / "head.nii.gz"
     sitk.WriteImage(head_image, str(full), useCompression=True)
@@ -62,10 +70,7 @@ def test_nan_voxels_refused_with_count(tmp_path, head_image):
     arr = sitk.GetArrayFromImage(head_image).astype(np.float32)
     arr[12, 20, 28] = np.nan  # in the brain
     arr[0, 0, :3] = np.inf  # in the air
-    img = sitk.GetImageFromArray(arr)
-    img.CopyInformation(head_image)
-    p = tmp_path / "nan.nii.gz"
-    sitk.WriteImage(img, str(p))
+    p = _write_like(head_image, arr, tmp_path / "nan.nii.gz")
     refused(p, "4 voxel(s) are NaN or infinite", "first at voxel 0,0,0")
 
 
@@ -93,10 +98,7 @@ def test_nrrd_and_metaimage_accepted_voxel_exact(tmp_path, head_image, suffix):
 
 def test_nrrd_hu_check_still_applies(tmp_path, head_image):
     arr = sitk.GetArrayFromImage(head_image).astype(np.int16) + 1024  # stored values, not HU
-    img = sitk.GetImageFromArray(arr)
-    img.CopyInformation(head_image)
-    p = tmp_path / "raw.nrrd"
-    sitk.WriteImage(img, str(p))
+    p = _write_like(head_image, arr, tmp_path / "raw.nrrd")
     refused(p, "NRRD raw.nrrd", "HU check failed")
 
 
@@ -152,8 +154,5 @@ def test_phantom_is_what_the_files_hold(head_image):
 def test_nan_voxels_in_nrrd_refused(tmp_path, head_image):
     arr = sitk.GetArrayFromImage(head_image).astype(np.float32)
     arr[3, 4, 5] = np.nan
-    img = sitk.GetImageFromArray(arr)
-    img.CopyInformation(head_image)
-    p = tmp_path / "nan.nrrd"
-    sitk.WriteImage(img, str(p))
+    p = _write_like(head_image, arr, tmp_path / "nan.nrrd")
     refused(p, "1 voxel(s) are NaN", "5,4,3")

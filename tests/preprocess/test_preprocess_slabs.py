@@ -17,7 +17,7 @@ def test_slab_factor():
 
 
 def test_slabs_reduce_and_expand_closed_form():
-    s = Slabs(3, 7, sitk.Image(1, 1, 7, sitk.sitkUInt8))
+    s = Slabs.of(sitk.Image(1, 1, 7, sitk.sitkUInt8), 3)
     a = np.arange(7, dtype=np.float32)[:, None]
     assert s.n_slabs == 3
     np.testing.assert_allclose(s.reduce(a)[:, 0], [1.0, 4.0, 6.0])  # the last slab holds one slice
@@ -84,7 +84,7 @@ def test_sparse_resampling_of_masks_is_exact():
 def test_slab_expanded_view_reads_like_the_expanded_array():
     from sdpm_cli.preprocess.prepare import SlabExpanded
 
-    slabs = Slabs(3, 8, sitk.Image(4, 5, 8, sitk.sitkUInt8))
+    slabs = Slabs.of(sitk.Image(4, 5, 8, sitk.sitkUInt8), 3)
     a = np.random.default_rng(0).random((2, 3, 5, 4)).astype(np.float32)
     view, full = SlabExpanded(a, slabs), slabs.expand(a, axis=1)
     assert view.shape == full.shape == (2, 8, 5, 4)
