@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.errors import ModelError, UsageError
-from sdpm_cli.labels import CLASSES
+from sdpm_cli.labels import CLASSES, voxel_volume_ml
 from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: F401 - MODES re-exported
 
 log = logging.getLogger(__name__)
@@ -509,7 +509,7 @@ def _class_volumes(labels: sitk.Image, sample_counts: Optional[np.ndarray], mode
     from sdpm_cli.postprocess.uncertainty import low_confidence
 
     arr = sitk.GetArrayViewFromImage(labels)
-    voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
+    voxel_ml = voxel_volume_ml(labels)
     per_sample = sample_counts if sample_counts is not None else np.zeros((1, len(CLASSES)))  # [S, C]
     sample_ml = per_sample * model_voxel_ml
     out: dict[str, ClassVolume] = {}

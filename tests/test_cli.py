@@ -16,7 +16,7 @@ def test_python_m_entry_point():
 
 
 def test_info_needs_no_gpu_or_weights(run_cli):
-    code, out, _ = run_cli("info", "--json-out")
+    code, out, _ = run_cli("info", "--json")
     assert code == 0
     assert "1.2.840.10008.1.2.4.70" in out  # JPEG Lossless listed
     assert '"devices"' in out

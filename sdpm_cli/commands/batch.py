@@ -11,7 +11,7 @@ from typing import Callable
 
 import typer
 
-from sdpm_cli.cli import info
+from sdpm_cli.console import info
 from sdpm_cli.errors import EXIT_PARTIAL, EXIT_RUNTIME, SdpmError
 from sdpm_cli.outputs.atomic import write_text
 

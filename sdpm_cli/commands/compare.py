@@ -12,7 +12,8 @@ import typer
 
 from sdpm_cli.commands import options as opt
 from sdpm_cli.commands.batch import finish, run_isolated
-from sdpm_cli.cli import app, guarded, info, say, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import info, say, warn
 from sdpm_cli.errors import UsageError
 from sdpm_cli.outputs.atomic import check_writable
 

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from sdpm_cli.commands import options as opt
-from sdpm_cli.cli import app, guarded, say, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import say, warn
 from sdpm_cli.errors import UsageError
 from sdpm_cli.ingest import load_study
 from sdpm_cli.outputs.atomic import check_writable, write_image

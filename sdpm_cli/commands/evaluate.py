@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, info, out, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import info, out, warn
 from sdpm_cli.errors import EXIT_PARTIAL, InputRejected, UsageError
 from sdpm_cli.modes import DEFAULT_MODE
 

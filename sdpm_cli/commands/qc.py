@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from sdpm_cli.commands import options as opt
-from sdpm_cli.cli import app, guarded, say, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import say, warn
 from sdpm_cli.errors import EXIT_INPUT, InputRejected
 from sdpm_cli.ingest import is_volume_file, load_study, survey_study
 

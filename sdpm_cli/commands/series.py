@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, one_line, say, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import one_line, say, warn
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest import Survey, survey_study
 from sdpm_cli.ingest.discover import IGNORED_KINDS

@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, info, out
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import info, out
 from sdpm_cli.errors import UsageError
 
 

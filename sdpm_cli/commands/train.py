@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, err, guarded, info, out, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import err, info, out, warn
 from sdpm_cli.errors import UsageError
 
 

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from sdpm_cli.cli import app, guarded, out, warn
+from sdpm_cli.commands.app import app, guarded
+from sdpm_cli.console import out, warn
 from sdpm_cli.errors import InputRejected, UsageError
 from sdpm_cli.outputs.atomic import check_writable, write_text
 

@@ -22,6 +22,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from sdpm_cli.labels import voxel_ml
+
 # 26-connectivity: a lesion that touches diagonally across slices is one lesion.
 LESION_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
@@ -101,11 +103,6 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Spacing) -> float:
     d_pt = _directed_surface_distances(sp_surf, st_surf, sp)
     d_tp = _directed_surface_distances(st_surf, sp_surf, sp)
     return float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
-
-
-def voxel_ml(spacing_xyz: Spacing) -> float:
-    """Volume of one voxel in mL (1 mL = 1000 mm³)."""
-    return float(np.prod([float(s) for s in spacing_xyz])) / 1000.0
 
 
 def volume_ml(mask: np.ndarray, spacing_xyz: Spacing) -> float:

@@ -315,9 +315,9 @@ def _lesion_confidence(sub: np.ndarray, les, probs: np.ndarray, spacing, cal) ->
 
 def software_versions() -> dict[str, str]:
     """Versions of sdpm, Python and the libraries that shape the result (as `sdpm info` lists them)."""
-    from sdpm_cli.commands.info import _versions
+    from sdpm_cli.environment import versions
 
-    return dict(_versions())
+    return dict(versions())
 
 
 def _as_dict(obj: Any) -> dict:

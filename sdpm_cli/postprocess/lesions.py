@@ -21,8 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sdpm_cli.errors import InputRejected
-from sdpm_cli.labels import CLASSES
+from sdpm_cli.labels import CLASSES, as_label_array, voxel_volume_ml  # noqa: F401 - re-exported
 
 CONNECTIVITY = 26
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
@@ -88,40 +87,6 @@ def _jsonable(obj):
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     return obj
-
-
-def voxel_volume_ml(image: sitk.Image) -> float:
-    """|det(direction . diag(spacing))| / 1000: the volume of one voxel in mL."""
-    n = image.GetDimension()
-    d = np.reshape(image.GetDirection(), (n, n))
-    return float(abs(np.linalg.det(d @ np.diag(image.GetSpacing())))) / 1000.0
-
-
-def as_label_array(image: sitk.Image) -> tuple[np.ndarray, list[str]]:
-    """The voxels of a label image as integers, or InputRejected with the reason it is not one.
-
-    Floating-point images whose values are all whole numbers (a common way masks get saved) are
-    accepted with a note; anything else non-integer is refused rather than guessed at.
-    """
-    notes: list[str] = []
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputRejected(
-            f"mask is not a label image ({image.GetNumberOfComponentsPerPixel()} values per voxel; expected 1)"
-        )
-    if image.GetDimension() != 3:
-        raise InputRejected(f"mask is not a 3-D label image ({image.GetDimension()}-D)")
-    arr = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(arr)
-        if not finite.all() or not np.array_equal(arr, np.round(arr)):
-            raise InputRejected("mask is not a label image (non-integer values)")
-        notes.append("mask is stored as floating point with whole-number values; read as labels")
-        arr = arr.astype(np.int64)
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise InputRejected(f"mask is not a label image (pixel type {image.GetPixelIDTypeAsString()})")
-    if arr.size and arr.min() < 0:
-        raise InputRejected("mask is not a label image (negative values)")
-    return arr, notes
 
 
 def _bbox_mm(image: sitk.Image, lo: tuple[int, ...], hi: tuple[int, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:

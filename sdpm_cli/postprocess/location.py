@@ -461,7 +461,7 @@ def classify_lesions(
     is a lesion to classify.
     """
     from sdpm_cli.evaluate.cases import grid_mismatch
-    from sdpm_cli.postprocess.lesions import as_label_array
+    from sdpm_cli.labels import as_label_array
 
     arr, _ = as_label_array(labels)
     why = grid_mismatch(labels, image_hu)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -12,20 +11,9 @@ from sdpm_cli import __version__
 from sdpm_cli.labels import CLASSES
 from sdpm_cli.synth import scanner
 from sdpm_cli.synth.anatomy import TISSUE_CLASSES, build_anatomy
+from sdpm_cli.synth.case import LABEL_RULE, SynthCase  # noqa: F401 - re-exported
 from sdpm_cli.synth.config import SynthConfig, case_streams, draw_head, draw_protocol
 from sdpm_cli.synth.lesions import add_lesions, draw_lesion_plan, draw_mimic_plan
-
-LABEL_RULE = ("a voxel is lesion when the lesion's partial-volume fraction in it (averaged over the slice "
-              "thickness on the acquired grid) is >= 0.5; volume_ml = label voxels x voxel volume")
-
-
-@dataclass
-class SynthCase:
-    image: sitk.Image            # int16 HU, axial, identity direction
-    label: sitk.Image            # uint8 0/1/2 on exactly the image's grid
-    meta: dict
-    tissue: sitk.Image | None = None  # uint8 tissue classes (anatomy.TISSUE_CLASSES) when cfg.with_tissue
-
 
 def _image(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:
     img = sitk.GetImageFromArray(arr)

@@ -25,7 +25,7 @@ import numpy as np
 
 from sdpm_cli.synth.anatomy import Anatomy
 from sdpm_cli.synth.config import DOMAINS, DomainRanges
-from sdpm_cli.synth.fields import F32, bump, coarse_noise, ellipsoid, rot_matrix, soft_in
+from sdpm_cli.synth.fields import F32, coarse_noise, ellipsoid, rot_matrix, soft_in
 
 INFARCT, HEMORRHAGE = 1, 2
 LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")

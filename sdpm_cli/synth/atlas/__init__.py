@@ -116,7 +116,7 @@ def _r(v, n=2):
 def generate_atlas_case(seed: int, cfg: SynthConfig | None = None, plan: Iterable[PlanItem] | None = None):
     """A deterministic function of (seed, cfg, plan). plan forces the lesions: kinds ("subdural", ...) or
     dicts with options ({"kind": "subdural", "site": "convexity", "thickness_mm": 8}); None draws them."""
-    from sdpm_cli.synth.generate import LABEL_RULE, SynthCase
+    from sdpm_cli.synth.case import LABEL_RULE, SynthCase
 
     cfg = cfg or SynthConfig(family="atlas")
     h = float(np.clip(cfg.anatomy_mm, 1.0, 2.0))
