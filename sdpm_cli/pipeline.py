@@ -6,17 +6,19 @@ loaded once (`load_model`) and can be passed to many calls.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.errors import ModelError, UsageError
+from sdpm_cli.ingest.rules import IngestOptions
 from sdpm_cli.labels import CLASSES, voxel_volume_ml
 from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: F401 - MODES re-exported
 
@@ -203,48 +205,78 @@ def _seed_for_study(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How one study is segmented (the same for segment, batch, serve, evaluate and compare).
+
+    `lesion_filter`: the 3-D component filter (postprocess.components) as its dict; None = the model's
+    own (its header's `postprocess.lesion_filter`), {} = none. `skull_stripped`: the NIfTI is
+    brain-extracted (also detected); `brain_mask`: a binary NIfTI on the image grid used instead of
+    the skull-based mask (one study only). `ingest`: series choice and the corrections allowed."""
+
+    mode: str = DEFAULT_MODE
+    preset: str = "fast"
+    seed: int = 0
+    steps: Optional[int] = None
+    samples: Optional[int] = None
+    gating: bool = True
+    precision: str = "fp32"
+    skull_stripped: bool = False
+    brain_mask: Optional[Path] = None
+    lesion_filter: Optional[Mapping] = None
+    ingest: IngestOptions = field(default_factory=IngestOptions)
+
+    def check(self) -> None:
+        """Usage errors before any work: an unknown mode, preset or precision."""
+        from sdpm_cli.model.samplers import PRESETS
+
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
+        if self.preset not in PRESETS:
+            raise UsageError(f"unknown preset '{self.preset}' (choose from {', '.join(PRESETS)})")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision '{self.precision}' (choose from {', '.join(PRECISIONS)})")
+
+    def with_(self, **changes) -> "SegmentOptions":
+        """A copy with some fields changed (ingest fields - series_uid, correct_tilt, resample_gaps,
+        refuse_lossy - are accepted by name too); an unknown name is a TypeError."""
+        ingest_names = {f.name for f in dataclasses.fields(IngestOptions)}
+        ing = {k: changes.pop(k) for k in list(changes) if k in ingest_names}
+        out = dataclasses.replace(self, **changes)
+        return dataclasses.replace(out, ingest=dataclasses.replace(out.ingest, **ing)) if ing else out
+
+
 def segment_study(
     study_or_path,
     *,
     model: Union[LoadedModel, str, Path, None] = None,
-    mode: str = DEFAULT_MODE,
-    preset: str = "fast",
+    options: Optional[SegmentOptions] = None,
     device: str = "auto",
-    seed: int = 0,
-    steps: Optional[int] = None,
-    samples: Optional[int] = None,
-    series_uid: Optional[str] = None,
-    correct_tilt: bool = False,
-    resample_gaps: bool = False,
-    refuse_lossy: bool = False,
-    gating: bool = True,
-    precision: str = "fp32",
     sampler_overrides: Optional[dict] = None,
-    skull_stripped: bool = False,
-    brain_mask: Union[str, Path, None] = None,
     batch_slices: int = 8,
-    lesion_filter: Optional[dict] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    **changes,
 ) -> Segmentation:
     """Segment one study; see docs/ARCHITECTURE.md for the stages.
 
-    `lesion_filter`: the 3-D component filter (postprocess.components); None = the model's own
-    (its header's `postprocess.lesion_filter`), {} = none. `skull_stripped`: the NIfTI is brain-extracted
-    (also detected); `brain_mask`: a binary NIfTI on the image grid used instead of the skull-based mask.
+    `options` says how (SegmentOptions; default its defaults); keyword `changes` are SegmentOptions
+    fields replaced for this call (`segment_study(study, model=lm, mode="out", seed=1)`).
+    `device` is used only when `model` is not already a LoadedModel.
     """
     from sdpm_cli.ingest import load_study
     from sdpm_cli.model.samplers import make_config
     from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
     from sdpm_cli.preprocess import prepare, probs_to_native
 
+    o = (options or SegmentOptions()).with_(**changes)
+    o.check()  # before any work
+    mode, preset, seed, precision, brain_mask = o.mode, o.preset, o.seed, o.precision, o.brain_mask
     timings: dict[str, float] = {}
     warnings: list[str] = []
     t0 = time.perf_counter()
     # sampler_overrides: InferenceConfig fields for research (e.g. the gate's threshold and area)
-    cfg = make_config(mode=mode, preset=preset, steps=steps, samples=samples, gate=gating,
-                      **(sampler_overrides or {}))  # validates mode, preset and the fields
-    if precision not in PRECISIONS:  # before any work
-        raise UsageError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    cfg = make_config(mode=mode, preset=preset, steps=o.steps, samples=o.samples, gate=o.gating,
+                      **(sampler_overrides or {}))  # validates the fields
     if isinstance(model, LoadedModel):
         lm = model
     else:
@@ -256,8 +288,7 @@ def segment_study(
     if hasattr(study_or_path, "image"):
         study = study_or_path
     else:
-        study = load_study(study_or_path, series_uid=series_uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
-                           refuse_lossy=refuse_lossy, skull_stripped=skull_stripped)
+        study = load_study(study_or_path, options=o.ingest, skull_stripped=o.skull_stripped)
     warnings += list(study.warnings)
     given_brain = getattr(study, "brain", None)  # skull-stripped input: its foreground
     if brain_mask is not None:
@@ -277,7 +308,7 @@ def segment_study(
 
     t = time.perf_counter()
     run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
-    flt = lm.lesion_filter if lesion_filter is None else LesionFilter.from_dict(lesion_filter)
+    flt = lm.lesion_filter if o.lesion_filter is None else LesionFilter.from_dict(dict(o.lesion_filter))
     key = _study_key(study)
     acc = _run_model(lm, prepared, cfg, run_modes, seed, key, keep_sample_masks=flt.active,
                      batch_slices=batch_slices, progress=progress, precision=precision)

@@ -53,14 +53,16 @@ def compare_cmd(
 
     opt.start_run(mode, threads)
     options = CompareOptions(allow_different_patients=allow_different_patients)
-    run = dict(mode=mode, preset=preset, device=device, seed=seed, precision=precision,
-               ingest=opt.ingest_kwargs(None, correct_tilt, resample_gaps, refuse_lossy),
-               lesion_filter={} if no_lesion_filter else None)
+    from sdpm_cli.pipeline import SegmentOptions
+
+    run = SegmentOptions(mode=mode, preset=preset, seed=seed, precision=precision,
+                         ingest=opt.ingest_options(None, correct_tilt, resample_gaps, refuse_lossy),
+                         lesion_filter={} if no_lesion_filter else None)
     requested = {"json": json_path, "csv": csv_path, "preview": preview}
     if pairs is not None:
         if baseline is not None or followup is not None:
             raise UsageError("give either BASELINE FOLLOWUP or --pairs CSV, not both")
-        _run_batch(pairs, out_dir, requested, model, run, options, force)
+        _run_batch(pairs, out_dir, requested, model, device, run, options, force)
         return
     if baseline is None or followup is None:
         raise UsageError("give BASELINE and FOLLOWUP studies (or --pairs CSV with --out-dir)")
@@ -88,11 +90,11 @@ def compare_cmd(
         info(f"mode {mode}, {doc['run']['timings'].get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
 
 
-def _compare_one(baseline: Path, followup: Path, lm, run: dict, options):
+def _compare_one(baseline: Path, followup: Path, lm, run, options):
     from sdpm_cli.compare import compare_studies
     from sdpm_cli.compare.report import report_from_comparison
 
-    cmp = compare_studies(baseline, followup, model=lm, options=options, **run)
+    cmp = compare_studies(baseline, followup, model=lm, segment=run, options=options)
     return cmp, report_from_comparison(cmp)
 
 
@@ -171,7 +173,7 @@ def _summary_row(name: str, doc: dict, runtime: float) -> dict:
             "hemorrhage_expansion": hem["expansion_call"], "runtime_s": round(runtime, 2)}
 
 
-def _run_batch(pairs: Path, out_dir: Optional[Path], requested: dict, model, run: dict, options, force: bool) -> None:
+def _run_batch(pairs: Path, out_dir: Optional[Path], requested: dict, model, device: str, run, options, force: bool) -> None:
     from sdpm_cli.pipeline import load_model
 
     if out_dir is None:
@@ -179,7 +181,7 @@ def _run_batch(pairs: Path, out_dir: Optional[Path], requested: dict, model, run
     items = read_pairs(pairs)
     summary_path = out_dir / "summary.csv"
     check_writable(summary_path, force)
-    lm, w = load_model(model, run["device"])  # once for the whole batch
+    lm, w = load_model(model, device)  # once for the whole batch
     for msg in w:
         warn(msg)
     out_dir.mkdir(parents=True, exist_ok=True)

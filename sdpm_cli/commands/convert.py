@@ -39,7 +39,7 @@ def convert_cmd(
     if not str(out_path).lower().endswith(_FORMATS):
         raise UsageError(f"--out must end in one of {', '.join(_FORMATS)}: {out_path}")
     check_writable(out_path, force)
-    st = load_study(study, **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy))
+    st = load_study(study, options=opt.ingest_options(series, correct_tilt, resample_gaps, refuse_lossy))
     for w in st.warnings:
         warn(w)
     write_image(st.image, out_path, force)

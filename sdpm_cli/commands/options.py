@@ -61,10 +61,12 @@ def no_lesion_filter():
     return typer.Option(False, "--no-lesion-filter", help="Keep every predicted lesion (skip the model's size/extent filter).")
 
 
-def ingest_kwargs(series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False,
-                  refuse_lossy: bool = False) -> dict:
-    """The ingest options as `load_study` keywords."""
-    return dict(series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy)
+def ingest_options(series: Optional[str] = None, correct_tilt: bool = False, resample_gaps: bool = False,
+                   refuse_lossy: bool = False) -> "IngestOptions":  # noqa: F821
+    """The ingest flags as the library's IngestOptions."""
+    from sdpm_cli.ingest import IngestOptions
+
+    return IngestOptions(series_uid=series, correct_tilt=correct_tilt, resample_gaps=resample_gaps, refuse_lossy=refuse_lossy)
 
 
 def threads():

@@ -22,7 +22,7 @@ def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = F
                      "spacing_mm": None, "coverage_mm": None, "n_slices": None, "tilt_deg": None, "hu": None,
                      "corrected": [], "warnings": [], "ignored": {}}
     try:
-        st = load_study(study, **opt.ingest_kwargs(series, correct_tilt, resample_gaps, refuse_lossy))
+        st = load_study(study, options=opt.ingest_options(series, correct_tilt, resample_gaps, refuse_lossy))
     except InputRejected as exc:
         verdict["verdict"] = "reject"
         verdict["reasons"].append(str(exc))

@@ -22,7 +22,6 @@ from sdpm_cli.compare.match import LesionGroup, match_lesions
 from sdpm_cli.compare.register import Registration, RegistrationRules, check_registration, register_rigid, resample_to
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.labels import CLASSES
-from sdpm_cli.modes import DEFAULT_MODE
 
 LABEL_OF = {name: c for c, name in CLASSES.items()}
 
@@ -235,15 +234,15 @@ def _sum_ci(rows: list[dict]) -> Optional[tuple[float, float]]:
 
 
 def compare_studies(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], *, model=None,
-                    mode: str = DEFAULT_MODE, preset: str = "fast", device: str = "auto", seed: int = 0,
-                    options: CompareOptions = CompareOptions(), ingest: Optional[dict] = None,
-                    lesion_filter: Optional[dict] = None, precision: str = "fp32") -> Comparison:
+                    segment: Optional["SegmentOptions"] = None, device: str = "auto",  # noqa: F821
+                    options: CompareOptions = CompareOptions(), **changes) -> Comparison:
     """Ingest both studies, check they are one patient, segment both (one model), then `compare_scans`.
 
-    model: a LoadedModel, a checkpoint path or None (the shipped model). ingest: load_study options
-    (series_uid, correct_tilt, resample_gaps, refuse_lossy) applied to both."""
+    model: a LoadedModel, a checkpoint path or None (the shipped model). segment: how both are
+    segmented (SegmentOptions, its ingest options applied to both; keyword `changes` replace its
+    fields, e.g. mode="out")."""
     from sdpm_cli.ingest import load_study
-    from sdpm_cli.pipeline import LoadedModel, load_model, segment_study
+    from sdpm_cli.pipeline import LoadedModel, SegmentOptions, load_model, segment_study
 
     t0 = time.perf_counter()
     warnings: list[str] = []
@@ -251,12 +250,11 @@ def compare_studies(baseline: Union[str, Path, Any], followup: Union[str, Path, 
     if not isinstance(model, LoadedModel):
         lm, w = load_model(model, device)
         warnings += w
-    ingest = dict(ingest or {})
-    studies = [s if hasattr(s, "image") else load_study(s, **ingest) for s in (baseline, followup)]
+    seg_opts = (segment or SegmentOptions()).with_(**changes)
+    seg_opts.check()
+    studies = [s if hasattr(s, "image") else load_study(s, options=seg_opts.ingest) for s in (baseline, followup)]
     same_patient_check(*(subject_key_of(s) for s in studies), options.allow_different_patients)  # before segmenting
-    segs = [segment_study(s, model=lm, mode=mode, preset=preset, device=device, seed=seed, lesion_filter=lesion_filter,
-                          precision=precision)
-            for s in studies]
+    segs = [segment_study(s, model=lm, options=seg_opts) for s in studies]
     t_seg = time.perf_counter() - t0
     scans = [scan_from_segmentation(s) for s in segs]
     cmp = compare_scans(scans[0], scans[1], options)

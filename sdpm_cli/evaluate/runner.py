@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 
 import SimpleITK as sitk
 
-from sdpm_cli.errors import InputRejected, ModelError, SdpmError, UsageError
+from sdpm_cli.errors import InputRejected, ModelError, UsageError
 from sdpm_cli.evaluate.cases import (
     CasePair,
     case_name,
@@ -117,28 +117,27 @@ def evaluate_dataset(
     Several modes come from one `union` run (it computes all four). A case the pipeline refuses
     is recorded as failed and the rest go on; a model problem stops the run (exit 4).
     """
-    from sdpm_cli import pipeline
+    from sdpm_cli.engine import Engine, isolated
+    from sdpm_cli.pipeline import SegmentOptions
 
     modes = list(modes)
     pairs: list[CasePair] = dataset_cases(Path(data), split)
     for p in pairs:  # cheap grid checks first, where the image is a volume file
         if p.image is not None and _looks_like_volume_file(p.image):
             check_same_grid(read_header(p.image, p.case, "image"), read_header(p.truth, p.case, "truth"), p.case, "image")
-    lm, warnings = pipeline.load_model(model, device)
     run_mode = modes[0] if len(modes) == 1 else "union"
+    engine = Engine(model, device=device, options=SegmentOptions(mode=run_mode, preset=preset, seed=seed,
+                                                                  lesion_filter=lesion_filter))
+    lm, warnings = engine.model, list(engine.warnings)
     rows: list[CaseScore] = []
     for i, p in enumerate(pairs):
         if progress:
             progress(i, len(pairs), p.case)
         truth = read_labels(p.truth, p.case, "truth")
-        try:
-            seg = pipeline.segment_study(p.image, model=lm, mode=run_mode, preset=preset, seed=seed, device=device,
-                                        lesion_filter=lesion_filter)
-        except ModelError:
-            raise
-        except SdpmError as exc:
+        seg, failure = isolated(lambda: engine.segment(p.image))  # the engine's failure policy
+        if failure is not None:
             for m in modes:
-                rows += failed_case(p.case, m, STATUS_FAILED, str(exc))
+                rows += failed_case(p.case, m, STATUS_FAILED, failure[1])
             continue
         for w in getattr(seg, "warnings", []) or []:
             warnings.append(f"{p.case}: {w}")

@@ -68,6 +68,7 @@ def load_study(
     refuse_lossy: bool = False,
     rules: Optional[IngestRules] = None,
     skull_stripped: bool = False,
+    options: Optional[IngestOptions] = None,
 ) -> Study:
     """Read a study (DICOM folder, a DICOM file's folder, a zipped DICOM folder, or a NIfTI / NRRD /
     MetaImage volume in HU) as a validated HU volume.
@@ -78,6 +79,9 @@ def load_study(
     """
     from sdpm_cli.ingest.volume import load_candidate, load_volume_file
 
+    if options is not None:  # the options as one value (what segment, batch and serve pass)
+        series_uid, correct_tilt, resample_gaps = options.series_uid, options.correct_tilt, options.resample_gaps
+        refuse_lossy, rules = options.refuse_lossy, options.rules
     rules = rules or IngestRules()
     if is_volume_file(path):
         if not Path(path).is_file():

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from sdpm_cli.compare.phantom import PairSpec, default_case, make_pair
-from tests.commands.conftest import tiny_model  # noqa: F401 - the shared fixture
 
 MOVE = dict(rotation_deg=(3.0, -2.0, 4.0), shift_mm=(5.0, -4.0, 3.0))  # a few degrees, a few millimetres
 

@@ -153,7 +153,7 @@ def test_usage_errors(run_cli, tmp_path, args, monkeypatch):
     assert code == 2 and stderr.startswith("error:")
 
 
-# ---- dataset form: the pipeline is replaced by a stand-in that returns known masks --------------
+# ---- dataset form: the engine's pipeline is replaced by a stand-in that returns known masks --------------
 
 
 class FakePipeline:
@@ -166,7 +166,8 @@ class FakePipeline:
     def load_model(self, model, device):
         return SimpleNamespace(name="fake", sha256="0" * 64, device="cpu"), []
 
-    def segment_study(self, path, *, model, mode, preset, seed, device, lesion_filter=None):
+    def segment_study(self, path, *, model, options, progress=None):
+        mode = options.mode
         self.calls.append((Path(path).name, mode))
         if self.fail_case and self.fail_case in str(path):
             raise InputRejected("no axial CT series in the study")
@@ -190,11 +191,11 @@ def nnunet(tmp_path):
 
 
 def test_dataset_modes_scored_from_one_union_run(run_cli, nnunet, tmp_path, monkeypatch):
-    from sdpm_cli import pipeline
+    from sdpm_cli import engine
 
     fake = FakePipeline()
-    monkeypatch.setattr(pipeline, "load_model", fake.load_model)
-    monkeypatch.setattr(pipeline, "segment_study", fake.segment_study)
+    monkeypatch.setattr(engine, "load_model", fake.load_model)
+    monkeypatch.setattr(engine, "segment_study", fake.segment_study)
     out = tmp_path / "eval"
     code, stdout, stderr = run_cli("evaluate", "--data", nnunet, "--modes", "out,salient,infer", "--out", out)
     assert code == 0, stderr
@@ -211,11 +212,11 @@ def test_dataset_modes_scored_from_one_union_run(run_cli, nnunet, tmp_path, monk
 
 
 def test_dataset_single_mode_and_csv_and_failed_case(run_cli, nnunet, tmp_path, monkeypatch):
-    from sdpm_cli import pipeline
+    from sdpm_cli import engine
 
     fake = FakePipeline(fail_case="case_0002")
-    monkeypatch.setattr(pipeline, "load_model", fake.load_model)
-    monkeypatch.setattr(pipeline, "segment_study", fake.segment_study)
+    monkeypatch.setattr(engine, "load_model", fake.load_model)
+    monkeypatch.setattr(engine, "segment_study", fake.segment_study)
     listing = nnunet / "pairs.csv"
     listing.write_text(
         "image,label\n" + "".join(f"imagesTs/{c}_0000.nii.gz,labelsTs/{c}.nii.gz\n" for c in sorted(TRUTH))

@@ -1,0 +1,69 @@
+"""The engine: one failure policy, one study loop and one output transaction for every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sdpm_cli.engine import Engine, StudyJob, isolated, plan_jobs, study_outputs
+from sdpm_cli.errors import EXIT_INPUT, EXIT_RUNTIME, InputRejected, ModelError, UsageError
+from sdpm_cli.pipeline import SegmentOptions
+
+
+def test_isolated_records_study_failures_and_stops_on_model_errors():
+    assert isolated(lambda: 7) == (7, None)
+
+    def rejected():
+        raise InputRejected("not a head")
+
+    def crash():
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    def model():
+        raise ModelError("corrupt checkpoint")
+
+    assert isolated(rejected) == (None, (EXIT_INPUT, "not a head"))
+    assert isolated(crash) == (None, (EXIT_RUNTIME, "unexpected ZeroDivisionError: division by zero"))
+    with pytest.raises(ModelError):
+        isolated(model)
+
+
+def test_options_are_checked_before_the_model_is_loaded():
+    with pytest.raises(UsageError, match="unknown mode 'fastest'"):
+        Engine("/no/such/model.pt", options=SegmentOptions(mode="fastest"))
+    with pytest.raises(UsageError, match="unknown precision"):
+        SegmentOptions(precision="fp8").check()
+    o = SegmentOptions().with_(mode="out", correct_tilt=True)
+    assert o.mode == "out" and o.ingest.correct_tilt and not o.ingest.resample_gaps
+    with pytest.raises(TypeError):
+        SegmentOptions().with_(no_such_field=1)
+
+
+def test_run_many_isolates_a_broken_study_and_resumes(tiny_model, studies, tmp_path):
+    items = [studies["study0"], studies["broken"]]
+    jobs = plan_jobs(items, tmp_path / "out", {"report": "report.json"})
+    assert [j.name for j in jobs] == ["study0", "broken"]
+    engine = Engine(tiny_model, device="cpu", options=SegmentOptions(mode="out"))
+    seen = []
+    outcomes = engine.run_many(jobs, on_outcome=lambda k, n, o: seen.append((k, n, o.status)))
+    assert seen == [(1, 2, "ok"), (2, 2, "failed")]
+    ok, bad = outcomes
+    assert ok.outputs["mask"].exists() and ok.outputs["report"].exists()
+    assert bad.exit_code == EXIT_INPUT and bad.error and not bad.outputs["mask"].exists()
+    assert not (tmp_path / "out" / "broken").exists() or not any((tmp_path / "out" / "broken").iterdir())
+    # resume: the finished study is skipped with the volumes of its report, the broken one retried
+    again = engine.run_many(jobs, resume=True)
+    assert [o.status for o in again] == ["skipped", "failed"]
+    assert again[0].volumes_ml == pytest.approx(ok.volumes_ml, abs=1e-3)
+
+
+def test_a_job_refuses_colliding_outputs_before_any_work(tiny_model, studies, tmp_path):
+    engine = Engine(tiny_model, device="cpu", options=SegmentOptions(mode="out"))
+    clash = StudyJob("s", studies["study0"], {"mask": tmp_path / "a.nii.gz", "probabilities": tmp_path / "a.nii.gz"})
+    with pytest.raises(UsageError, match="same file"):
+        engine.run_study(clash)
+    with pytest.raises(UsageError, match="--dicom-sr needs --dicom-seg"):
+        engine.run_study(StudyJob("s", studies["study0"], {"mask": tmp_path / "m.nii.gz", "dicom_sr": tmp_path / "sr.dcm"}))
+    assert not list(tmp_path.iterdir())
+    assert study_outputs(Path("/d"), {"report": "r.json"}) == {"mask": Path("/d/mask.nii.gz"), "report": Path("/d/r.json")}
