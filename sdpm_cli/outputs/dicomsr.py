@@ -79,11 +79,14 @@ def _code(triple):
     return Code(*triple)
 
 
-def _uid(*parts: str) -> str:
-    """A UID that is a pure function of `parts` (2.25 root): stable tracking/device identifiers."""
-    from pydicom.uid import generate_uid
+def _uid(*parts: Any) -> str:
+    """A UID that is a pure function of `parts` (a name-based UUID under the 2.25 root, PS3.5 B.2):
+    stable tracking and device identifiers."""
+    import hashlib
+    import uuid
 
-    return str(generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts]))
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=5).int}"
 
 
 def segment_numbers(seg_dataset) -> dict[int, int]:
