@@ -112,4 +112,7 @@ def write_outputs(seg, outputs: Mapping[str, Path], *, include_phi: bool = False
 
 
 def _write_sr(seg, report: Mapping, seg_file: Path, dest: Path) -> None:
-    raise UsageError("--dicom-sr is not available in this build")
+    """The TID 1500 SR from the same report dict as the JSON and CSV (one source of numbers)."""
+    from sdpm_cli.outputs.dicomsr import write_dicom_sr
+
+    write_dicom_sr(report, [s.path for s in seg.study.slices], seg_file, dest, force=True)
