@@ -104,3 +104,13 @@ def test_the_walker_sees_a_circle():
     # the check itself can fail: a two-module circle is found
     assert _find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    # pyproject lists the packages by hand (models/ is mapped in as sdpm_cli.shipped_models): a new
+    # subpackage missing from the list installs in editable mode and vanishes from the wheel
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {_module_name(p.parent / "__init__.py") for p in PKG.rglob("__init__.py")}
+    assert on_disk - listed == set(), f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
