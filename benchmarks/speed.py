@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import dump, machine_description, run_measured, sdpm  # noqa: E402
 
-MODES = ("out", "salient", "infer", "union")
+from sdpm_cli.modes import MODES  # noqa: E402 - the one mode tuple
 
 
 STUDIES = {"5mm": "5", "2.5mm": "2.5", "0.625mm": "0.625"}

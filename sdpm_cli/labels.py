@@ -11,6 +11,11 @@ from sdpm_cli.errors import InputRejected
 CLASSES: dict[int, str] = {1: "infarct", 2: "hemorrhage"}
 NUM_CLASSES = len(CLASSES)
 
+# What one lesion is: voxels touching by a face, edge or corner (26-connectivity). Every stage that
+# counts, filters, scores or locates lesions uses this one structure, so they count the same lesions.
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+CONNECTIVITY_26.setflags(write=False)
+
 
 def voxel_ml(spacing_xyz) -> float:
     """Volume of one voxel of an orthogonal grid in mL (1 mL = 1000 mm^3)."""

@@ -7,3 +7,4 @@ slice for a lower Dice (models/MODEL_CARD.md, "Do the modes differ?"). `union` s
 
 MODES = ("out", "salient", "infer", "union")
 DEFAULT_MODE = "out"
+UNION_PARTS = MODES[:3]  # the modes `union` runs and ORs ("out", "salient", "infer")

@@ -37,11 +37,11 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from sdpm_cli.labels import CONNECTIVITY_26  # noqa: E402
 from sdpm_cli.postprocess.location import DEFAULT_THRESHOLDS, LOCATION_CLASSES, LocationContext, decide  # noqa: E402
 from sdpm_cli.synth import SynthConfig, generate_case  # noqa: E402
 from sdpm_cli.synth import scanner  # noqa: E402
 
-_STRUCTURE = np.ones((3, 3, 3), bool)
 
 
 def case_with_lesion_masks(seed: int, cfg: SynthConfig):
@@ -75,7 +75,7 @@ def evaluate_case(seed: int, cfg: SynthConfig) -> list[dict]:
     ctx = LocationContext(case.image, None, lab > 0)
     out = []
     for v in (1, 2):
-        comp, n = ndimage.label(lab == v, structure=_STRUCTURE)
+        comp, n = ndimage.label(lab == v, structure=CONNECTIVITY_26)
         for k, sl in enumerate(ndimage.find_objects(comp), start=1):
             if sl is None:
                 continue

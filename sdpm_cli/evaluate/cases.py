@@ -2,13 +2,12 @@
 
 Two layouts are understood:
 * prediction folder + truth folder, nnU-Net style: `case_0001.nii.gz` in both, matched by name;
-* a dataset to segment first: an nnU-Net raw folder (`imagesTs/case_0001_0000.nii.gz` with
-  `labelsTs/case_0001.nii.gz`, or imagesTr/labelsTr with split "train") or a CSV of image,label pairs.
+* a dataset to segment first, read by `sdpm_cli.dataset` (the reader `sdpm train` uses too): an
+  nnU-Net raw folder (imagesTs/labelsTs, or imagesTr/labelsTr with split "train") or a CSV.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,12 +15,12 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
-from sdpm_cli.errors import InputRejected, UsageError
-from sdpm_cli.ingest.files import VOLUME_SUFFIXES
+from sdpm_cli.dataset import LABEL_SUFFIXES, SPLITS, case_name, label_files, read_dataset
+from sdpm_cli.errors import InputRejected
 from sdpm_cli.labels import CLASSES
 
-LABEL_SUFFIXES = VOLUME_SUFFIXES  # labels come in the same single-file formats as studies
-SPLITS = {"test": ("imagesTs", "labelsTs"), "train": ("imagesTr", "labelsTr")}
+__all__ = ["CasePair", "LABEL_SUFFIXES", "SPLITS", "case_name", "pair_folders", "dataset_cases", "grid_mismatch",
+           "read_header", "check_same_grid", "read_labels"]
 
 # Geometry tolerances: same rounding slack the ingest allows between slices (0.01 mm / 1e-4 cosines).
 _TOL_MM = 1e-2
@@ -36,36 +35,14 @@ class CasePair:
     image: Optional[Path] = None  # dataset mode: what to segment
 
 
-def case_name(path: Path) -> Optional[str]:
-    """`case_0001.nii.gz` -> `case_0001`; None for files that are not label images."""
-    for suf in LABEL_SUFFIXES:
-        if path.name.endswith(suf) and len(path.name) > len(suf):
-            return path.name[: -len(suf)]
-    return None
-
-
-def _label_files(folder: Path, what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise InputRejected(f"{what} is not a folder: {folder}")
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        name = case_name(p)
-        if name is None or name.startswith("."):
-            continue
-        if name in found:
-            raise InputRejected(f"{what} holds two files for case {name}: {found[name].name} and {p.name}")
-        found[name] = p
-    return found
-
-
 def pair_folders(pred_dir: Path, truth_dir: Path) -> tuple[list[CasePair], list[str]]:
     """Match predictions to truths by case name.
 
     Returns the pairs (pred None where the prediction is missing) and the prediction cases that
     have no truth (reported, not scored).
     """
-    truths = _label_files(Path(truth_dir), "TRUTH_DIR")
-    preds = _label_files(Path(pred_dir), "PRED_DIR")
+    truths = label_files(Path(truth_dir), "TRUTH_DIR")
+    preds = label_files(Path(pred_dir), "PRED_DIR")
     if not truths:
         raise InputRejected(f"no label files ({', '.join(LABEL_SUFFIXES)}) in TRUTH_DIR {truth_dir}")
     pairs = [CasePair(case=c, truth=t, pred=preds.get(c)) for c, t in truths.items()]
@@ -73,71 +50,9 @@ def pair_folders(pred_dir: Path, truth_dir: Path) -> tuple[list[CasePair], list[
     return pairs, extra
 
 
-def _image_case(path: Path) -> Optional[str]:
-    name = case_name(path)
-    if name is None:
-        return None
-    # nnU-Net images carry a 4-digit channel suffix; CT has one channel, _0000
-    if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit():
-        return name[:-5] if name.endswith("_0000") else None
-    return name
-
-
 def dataset_cases(data: Path, split: str = "test") -> list[CasePair]:
-    """Image/label pairs from an nnU-Net raw folder or a CSV with `image` and `label` columns."""
-    data = Path(data)
-    if data.is_file():
-        return _csv_cases(data)
-    if not data.is_dir():
-        raise InputRejected(f"--data does not exist: {data}")
-    if split not in SPLITS:
-        raise UsageError(f"unknown split '{split}' (use {' or '.join(SPLITS)})")
-    img_name, lab_name = SPLITS[split]
-    images_dir, labels_dir = data / img_name, data / lab_name
-    if not images_dir.is_dir() or not labels_dir.is_dir():
-        other = "train" if split == "test" else "test"
-        raise InputRejected(
-            f"{data} has no {img_name}/ and {lab_name}/ folders (nnU-Net raw layout; try --split {other})"
-        )
-    labels = _label_files(labels_dir, lab_name)
-    pairs: list[CasePair] = []
-    for p in sorted(images_dir.iterdir()):
-        case = _image_case(p)
-        if case is None:
-            continue
-        if case not in labels:
-            raise InputRejected(f"case {case}: no label {case}.nii.gz in {labels_dir}")
-        pairs.append(CasePair(case=case, truth=labels[case], image=p))
-    if not pairs:
-        raise InputRejected(f"no images (case_XXXX_0000.nii.gz) in {images_dir}")
-    return pairs
-
-
-def _csv_cases(path: Path) -> list[CasePair]:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
-        if "image" not in cols or "label" not in cols:
-            raise InputRejected(f"{path}: a CSV needs a header with 'image' and 'label' columns")
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader]
-    pairs: list[CasePair] = []
-    seen: set[str] = set()
-    for i, r in enumerate(rows, start=2):
-        if not r.get("image") and not r.get("label"):
-            continue
-        image, label = path.parent / r["image"], path.parent / r["label"]
-        case = r.get("case") or case_name(label) or label.name
-        if case in seen:
-            raise InputRejected(f"{path} line {i}: case {case} appears twice")
-        seen.add(case)
-        if not image.exists():
-            raise InputRejected(f"{path} line {i}: image not found: {r['image']}")
-        if not label.is_file():
-            raise InputRejected(f"{path} line {i}: label not found: {r['label']}")
-        pairs.append(CasePair(case=case, truth=label, image=image))
-    if not pairs:
-        raise InputRejected(f"{path} lists no cases")
-    return pairs
+    """Image/label pairs of a dataset to segment first (sdpm_cli.dataset.read_dataset)."""
+    return [CasePair(case=c.case, truth=c.label, image=c.image) for c in read_dataset(Path(data), split)]
 
 
 def grid_mismatch(a: sitk.Image, b: sitk.Image) -> Optional[str]:

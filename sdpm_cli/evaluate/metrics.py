@@ -22,10 +22,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from sdpm_cli.labels import voxel_ml
+from sdpm_cli.labels import CONNECTIVITY_26, voxel_ml
 
 # 26-connectivity: a lesion that touches diagonally across slices is one lesion.
-LESION_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 Spacing = Sequence[float]
 
@@ -166,7 +165,7 @@ def bland_altman(vp: Sequence[float], vt: Sequence[float]) -> tuple[float, float
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """26-connected components: (label array, count)."""
     m = np.asarray(mask, dtype=bool)
-    structure = LESION_STRUCTURE if m.ndim == 3 else np.ones((3,) * m.ndim, dtype=bool)
+    structure = CONNECTIVITY_26 if m.ndim == 3 else np.ones((3,) * m.ndim, dtype=bool)
     lab, n = ndimage.label(m, structure=structure)
     return lab, int(n)
 

@@ -19,7 +19,7 @@ from sdpm_cli.ingest.study import SeriesInfo, SeriesRow, SliceRef, Study, Survey
 __all__ = [
     "load_study", "survey_study", "Study", "SeriesInfo", "SeriesRow", "SliceRef", "Survey",
     "IngestOptions", "IngestRules", "HUCheck", "hu_check", "kernel_class", "map_to_slices",
-    "is_volume_file", "is_study_file", "is_zip", "study_name", "VOLUME_SUFFIXES",
+    "is_volume_file", "is_study_file", "is_zip", "study_name", "VOLUME_SUFFIXES", "series_files",
 ]
 
 PathLike = Union[str, Path]
@@ -57,6 +57,19 @@ def survey_study(path: PathLike, *, series_uid: Optional[str] = None, rules: Opt
     root, uid = _resolve(path, series_uid, rules)
     result, _ = _survey(root, IngestOptions(series_uid=uid, rules=rules))
     return result
+
+
+def series_files(path: PathLike, *, series_uid: Optional[str] = None, rules: Optional[IngestRules] = None) -> tuple[str, list[Path]]:
+    """The label and files of the series a load would read (the chosen one, else the first CT series),
+    from headers alone, also when the load refuses it: what a second reader is given (ingest.crosscheck)."""
+    rules = rules or IngestRules()
+    root, uid = _resolve(path, series_uid, rules)
+    result, cands = _survey(root, IngestOptions(series_uid=uid, rules=rules))
+    row = result.chosen or next((r for r in result.rows if r.kind == "ct"), None)
+    cand = None if row is None else next((c for c in cands if c.info is row.info), None)
+    if cand is None:
+        raise InputRejected(result.refusal or f"no CT series under {path}")
+    return cand.info.label, [h.path for h in cand.headers]
 
 
 def load_study(

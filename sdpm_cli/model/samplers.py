@@ -31,7 +31,7 @@ from torch import Tensor
 
 from sdpm_cli.errors import UsageError
 from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
-from sdpm_cli.modes import DEFAULT_MODE, MODES
+from sdpm_cli.modes import DEFAULT_MODE, MODES, UNION_PARTS
 from sdpm_cli.postprocess.cleanup import remove_isolated
 
 
@@ -378,7 +378,7 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
         raise ValueError("x0 must be [B, 1, H, W]")
     if brain is not None:
         brain = brain.bool().expand(x0.shape[0], 1, *x0.shape[-2:])
-    modes = ("out", "salient", "infer") if cfg.mode == "union" else (cfg.mode,)
+    modes = UNION_PARTS if cfg.mode == "union" else (cfg.mode,)
     samples: dict[str, Tensor] = {}
     for m in modes:
         if m == "out":

@@ -19,9 +19,8 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from sdpm_cli.labels import CLASSES
+from sdpm_cli.labels import CLASSES, CONNECTIVITY_26
 
-_STRUCTURE = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as `sdpm volume` counts lesions
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm
     mask = np.asarray(mask, dtype=bool)
     if not rule.active or not mask.any():
         return mask.copy()
-    lab, n = ndimage.label(mask, structure=_STRUCTURE)
+    lab, n = ndimage.label(mask, structure=CONNECTIVITY_26)
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     keep = np.zeros(n + 1, dtype=bool)
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):

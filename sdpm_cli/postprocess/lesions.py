@@ -21,10 +21,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sdpm_cli.labels import CLASSES, as_label_array, voxel_volume_ml  # noqa: F401 - re-exported
+from sdpm_cli.labels import CLASSES, CONNECTIVITY_26, as_label_array, voxel_volume_ml  # noqa: F401 - re-exported
 
 CONNECTIVITY = 26
-_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass
@@ -111,7 +110,7 @@ def measure_lesions(label: sitk.Image, *, min_voxels: int = 1, classes: Optional
         n_total = int(np.count_nonzero(mask))
         found: list[Lesion] = []
         if n_total:
-            comp, n = ndimage.label(mask, structure=_STRUCTURE)
+            comp, n = ndimage.label(mask, structure=CONNECTIVITY_26)
             zyx = np.nonzero(comp)
             ids = comp[zyx]
             counts = np.bincount(ids, minlength=n + 1)

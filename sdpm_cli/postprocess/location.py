@@ -56,9 +56,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from sdpm_cli.errors import InputRejected
+from sdpm_cli.labels import CONNECTIVITY_26
 
 LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
-_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 _EXACT_WITHIN_MM = 15.0  # table distances nearer than this are exact (KD-tree), farther ones from a coarse field
 _MAX_QUERY = 200_000  # lesion voxels measured against the table per lesion (an even subsample beyond)
 
@@ -429,7 +429,7 @@ def lesion_components(arr: np.ndarray, min_voxels: int = 1):
     """Yield (label, id, n_voxels, bbox_index (x, y, z inclusive), crop slices, bool crop) for every
     26-connected lesion, numbered as `postprocess.lesions.measure_lesions` numbers them."""
     for v in sorted(int(x) for x in np.unique(arr) if x != 0):
-        comp, _ = ndimage.label(arr == v, structure=_STRUCTURE)
+        comp, _ = ndimage.label(arr == v, structure=CONNECTIVITY_26)
         found = []
         for k, sl in enumerate(ndimage.find_objects(comp), start=1):
             if sl is None:

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from sdpm_cli.dataset import Case, read_dataset
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.labels import CLASSES
 
@@ -28,13 +29,8 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: labels outside the brain mask are background (the model can never predict there)
 
 
-@dataclass(frozen=True)
-class TrainCase:
-    """One (image, label) pair: the image is a NIfTI file or a DICOM folder, the label a NIfTI map."""
-
-    case: str
-    image: Path
-    label: Path
+# One (image, label) pair: the image is a volume file or a DICOM folder, the label a NIfTI map.
+TrainCase = Case
 
 
 @dataclass
@@ -73,47 +69,10 @@ class SliceSet:
 # ----------------------------------------------------------------------------- finding the cases
 
 
-def _image_case_any(path: Path) -> Optional[str]:
-    """nnU-Net image name -> case; DICOM folders (`case_0001_0000/` or `case_0001/`) count too."""
-    from sdpm_cli.evaluate.cases import _image_case
-
-    if path.is_dir():
-        name = path.name
-        if name.startswith("."):
-            return None
-        return name[:-5] if name.endswith("_0000") else name
-    return _image_case(path)
-
-
 def find_cases(data: Path) -> list[TrainCase]:
-    """Cases from an nnU-Net raw folder (imagesTr/labelsTr) or a CSV with `image,label` columns.
-
-    CSV paths are relative to the CSV file. Images may be NIfTI files or DICOM folders.
-    """
-    from sdpm_cli.evaluate.cases import _csv_cases, _label_files
-
-    data = Path(data)
-    if data.is_file():
-        if data.suffix.lower() != ".csv":
-            raise InputRejected(f"training data must be an nnU-Net raw folder or a .csv of image,label pairs: {data}")
-        return [TrainCase(p.case, Path(p.image), Path(p.truth)) for p in _csv_cases(data)]
-    if not data.is_dir():
-        raise InputRejected(f"training data does not exist: {data}")
-    images_dir, labels_dir = data / "imagesTr", data / "labelsTr"
-    if not images_dir.is_dir() or not labels_dir.is_dir():
-        raise InputRejected(f"{data} has no imagesTr/ and labelsTr/ folders (nnU-Net raw layout) and is not a CSV")
-    labels = _label_files(labels_dir, "labelsTr")
-    cases: list[TrainCase] = []
-    for p in sorted(images_dir.iterdir()):
-        case = _image_case_any(p)
-        if case is None:
-            continue
-        if case not in labels:
-            raise InputRejected(f"case {case}: no label {case}.nii.gz in {labels_dir}")
-        cases.append(TrainCase(case, p, labels[case]))
-    if not cases:
-        raise InputRejected(f"no training images (case_XXXX_0000.nii.gz or DICOM folders) in {images_dir}")
-    return cases
+    """Cases from an nnU-Net raw folder (imagesTr/labelsTr) or a CSV with `image,label` columns
+    (sdpm_cli.dataset, the reader `sdpm evaluate --data` uses too). Images may be DICOM folders."""
+    return read_dataset(Path(data), "train", what="training data", other_split_hint=False)
 
 
 def split_cases(cases: Sequence[TrainCase], val_fraction: float, seed: int) -> tuple[list[TrainCase], list[TrainCase]]:
