@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from sdpm_cli.errors import ModelError, UsageError
 from sdpm_cli.ingest.rules import IngestOptions
 from sdpm_cli.labels import CLASSES, voxel_volume_ml
-from sdpm_cli.modes import DEFAULT_MODE, MODES  # noqa: F401 - MODES re-exported
+from sdpm_cli.modes import DEFAULT_MODE, MODES, UNION_PARTS
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def segment_study(
     timings["preprocess_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    run_modes = ("out", "salient", "infer", "union") if mode == "union" else (mode,)
+    run_modes = MODES if mode == "union" else (mode,)
     flt = lm.lesion_filter if o.lesion_filter is None else LesionFilter.from_dict(dict(o.lesion_filter))
     key = _study_key(study)
     acc = _run_model(lm, prepared, cfg, run_modes, seed, key, keep_sample_masks=flt.active,
@@ -505,7 +505,7 @@ def _labels_by_mode_native(masks_model: dict[str, np.ndarray], prepared) -> dict
     scores = {m: probs_to_native(v.astype(np.float32), prepared, sparse=True, expand=False)
               for m, v in masks_model.items() if m != "union"}
     if "union" in masks_model:
-        scores["union"] = np.maximum.reduce([scores[m] for m in ("out", "salient", "infer")])
+        scores["union"] = np.maximum.reduce([scores[m] for m in UNION_PARTS])
     return {m: _score_to_labels(scores[m], prepared) for m in masks_model}
 
 

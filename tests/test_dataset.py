@@ -124,21 +124,19 @@ def _literal_assignments(tree: ast.AST):
 
 def test_one_connectivity_and_one_mode_tuple():
     """No module but sdpm_cli.labels builds the 26-connectivity kernel, and none but sdpm_cli.modes
-    spells out the mode tuple (pipeline.py and outputs/report.py are being reworked in parallel:
-    their literals are left for the merge, listed here so the test says so)."""
+    spells out the mode tuple."""
     from sdpm_cli.labels import CONNECTIVITY_26
     from sdpm_cli.modes import MODES, UNION_PARTS
 
     assert CONNECTIVITY_26.shape == (3, 3, 3) and CONNECTIVITY_26.all() and not CONNECTIVITY_26.flags.writeable
     assert UNION_PARTS == ("out", "salient", "infer") and MODES == (*UNION_PARTS, "union")
-    pending = {"sdpm_cli/pipeline.py", "sdpm_cli/outputs/report.py"}
     kernels, modes = [], []
     for path in sorted((ROOT / "sdpm_cli").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
         text = path.read_text()
         if rel != "sdpm_cli/labels.py" and re.search(r"np\.ones\(\(3, 3, 3\)|generate_binary_structure\(3, 3\)", text):
             kernels.append(rel)
-        if rel in pending or rel == "sdpm_cli/modes.py":
+        if rel == "sdpm_cli/modes.py":
             continue
         for _, values in _literal_assignments(ast.parse(text)):
             if len(values) >= 3 and set(values) <= set(MODES):

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from sdpm_cli import __version__
 from sdpm_cli.ingest.anatomy import DOMAIN_FLAGS
 from sdpm_cli.labels import CLASSES
+from sdpm_cli.modes import MODES
 from sdpm_cli.outputs.atomic import write_json, write_text
 from sdpm_cli.postprocess.location import LOCATION_CLASSES
 
@@ -136,7 +137,7 @@ REPORT_SCHEMA: dict = {
             "type": "object",
             "required": ["mode", "preset", "seed", "device", "runtime_s"],
             "properties": {
-                "mode": {"enum": ["out", "salient", "infer", "union"]},
+                "mode": {"enum": list(MODES)},
                 "preset": _STR,
                 "seed": {"type": "integer"},
                 "device": _STR,
