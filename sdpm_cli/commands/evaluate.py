@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.commands.app import app, guarded
 from sdpm_cli.console import info, out, warn
 from sdpm_cli.errors import EXIT_PARTIAL, InputRejected, UsageError
@@ -33,14 +34,14 @@ def evaluate_cmd(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for per_case.csv, summary.json, table1.md, plots."),
     name: Optional[str] = typer.Option(None, "--name", help="Method name for PRED_DIR in the tables (default: its folder name)."),
     data: Optional[Path] = typer.Option(None, "--data", help="nnU-Net raw folder (imagesTs/labelsTs) or CSV of image,label."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint for --data (default: the shipped model)."),
+    model: Optional[Path] = opt.model(),
     modes: str = typer.Option(DEFAULT_MODE, "--modes", help="Comma-separated modes for --data: out,salient,infer,union."),
-    preset: str = typer.Option("fast", "--preset", help="Sampler preset for --data (fast or paper)."),
-    no_lesion_filter: bool = typer.Option(False, "--no-lesion-filter", help="--data: keep every predicted lesion (skip the model's filter)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed for --data."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (for --data)."),
+    preset: str = opt.preset(),
+    no_lesion_filter: bool = opt.no_lesion_filter(),
+    seed: int = opt.seed(),
+    device: str = opt.device(),
     split: str = typer.Option("test", "--split", help="With an nnU-Net folder: test (imagesTs) or train (imagesTr)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    force: bool = opt.force(),
 ) -> None:
     from sdpm_cli.evaluate.report import planned_outputs, table1_markdown, write_evaluation
     from sdpm_cli.evaluate.runner import evaluate_dataset, evaluate_folders, parse_modes

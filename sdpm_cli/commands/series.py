@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.commands.app import app, guarded
 from sdpm_cli.console import one_line, say, warn
 from sdpm_cli.errors import InputRejected
@@ -48,7 +49,7 @@ def format_table(s: Survey) -> str:
 @guarded
 def series_cmd(
     study: Path = typer.Argument(..., help="Study folder (DICOM, walked recursively) or one DICOM file."),
-    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID to use instead of the automatic choice."),
+    series: Optional[str] = opt.series(),
     as_json: bool = typer.Option(False, "--json", help="Print the survey as JSON."),
 ) -> None:
     s = survey_study(study, series_uid=series)

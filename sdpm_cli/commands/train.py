@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.commands.app import app, guarded
 from sdpm_cli.console import err, info, out, warn
 from sdpm_cli.errors import UsageError
@@ -62,7 +63,7 @@ def train_cmd(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Folder to cache prepared cases (cheap restarts)."),
     log: Optional[Path] = typer.Option(None, "--log", help="JSON-lines log of losses and validation Dice."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (a line every 5% instead)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    force: bool = opt.force(),
 ) -> None:
     from sdpm_cli.train import TrainConfig, train
     from sdpm_cli.train.ddp import env_world

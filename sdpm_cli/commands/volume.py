@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from sdpm_cli.commands import options as opt
 from sdpm_cli.commands.app import app, guarded
 from sdpm_cli.console import out, warn
 from sdpm_cli.errors import InputRejected, UsageError
@@ -62,7 +63,7 @@ def volume_cmd(
     image: Optional[Path] = typer.Option(None, "--image", exists=True, dir_okay=False, readable=True,
                                          help="The CT (HU, on the mask's grid): adds each lesion's location "
                                               "(intra-axial, intraventricular, extra-axial, subarachnoid)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    force: bool = opt.force(),
 ) -> None:
     from sdpm_cli.postprocess.lesions import measure_lesions, report_csv
 
