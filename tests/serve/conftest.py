@@ -32,9 +32,9 @@ def node(tmp_path):
 
     with contextlib.ExitStack() as stack:
         def make(process=fake_process, out_dir=None, **kw):
-            kw = {"idle_s": 0.4, "forward_backoff_s": 0.05, "forward_attempts": 2, "forward_timeout_s": 5,
+            kw = {"port": 0, "idle_s": 0.4, "forward_backoff_s": 0.05, "forward_attempts": 2, "forward_timeout_s": 5,
                   "json_log": tmp_path / "events.jsonl", **kw}
-            cfg = ServeConfig(out_dir=out_dir or tmp_path / "out", port=0, bind="127.0.0.1", **kw)
+            cfg = ServeConfig(out_dir=out_dir or tmp_path / "out", bind="127.0.0.1", **kw)
             lines: list[str] = []
             srv = Server(cfg, process, EventLog(cfg.json_log, echo=lines.append))
             srv.lines = lines
