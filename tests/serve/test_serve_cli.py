@@ -38,3 +38,19 @@ def test_an_out_dir_that_is_a_file_is_refused(run_cli, tmp_path):
     f.write_text("x")
     code, _, err = run_cli("serve", "--out-dir", f)
     assert code == 2 and "not a folder" in err
+
+
+def test_a_port_in_use_and_a_bad_model_are_one_line_errors(run_cli, tmp_path, tiny_model):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, _, err = run_cli("serve", "--out-dir", tmp_path / "out", "--bind", "127.0.0.1", "--port", port,
+                               "--model", tiny_model, "--device", "cpu")
+    assert code == 2 and "cannot listen on" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    code, _, err = run_cli("serve", "--out-dir", tmp_path / "out", "--model", bad)
+    assert code == 4 and "Traceback" not in err
