@@ -33,6 +33,7 @@ def test_a_study_is_segmented_once_and_its_seg_forwarded(node, pacs, series, tmp
     wait_for(lambda: pacs.received, what="the forwarded SEG")
     uid = pydicom.dcmread(str(series[0])).StudyInstanceUID
     wait_for(lambda: state(srv, uid)["state"] == q.FORWARDED, what="forwarded state")
+    wait_for(lambda: events(srv, "study_forwarded"), what="the forwarded event")  # logged just after the state
     assert len(pacs.received) == 1 and pacs.calling == ["SDPM"]
     check_seg(pacs.received[0], series)
     folder = srv.config.out_dir / key(uid)
@@ -89,7 +90,6 @@ def test_a_study_over_a_bound_is_refused_not_processed(node, pacs, series, bound
     assert not (srv.config.out_dir / key(uid) / "received").exists()  # the partial study is dropped
     assert events(srv, "store_refused")[0]["status"] == "0xA700"
     assert echo(srv.port) == 0  # still serving
-    wait_for(lambda: events(srv, "listening"))
     assert not pacs.received and not events(srv, "study_processing")
 
 

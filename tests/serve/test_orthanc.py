@@ -93,5 +93,5 @@ def test_orthanc_sends_a_study_and_receives_the_seg(orthanc, node, series, tmp_p
     (st,) = srv.queue.studies.values()
     assert (pydicom.dcmread(str(seg_path), stop_before_pixels=True).SOPInstanceUID
             == pydicom.dcmread(str(st.result / "seg.dcm"), stop_before_pixels=True).SOPInstanceUID)
-    assert any(e["event"] == "study_forwarded" for e in srv.log.history)
+    wait_for(lambda: any(e["event"] == "study_forwarded" for e in srv.log.history), what="the forwarded event")
     assert [e["calling_aet"] for e in srv.log.history if e["event"] in ("echo", "study_receiving")] == ["ORTHANC"] * 2
