@@ -9,7 +9,7 @@ import json
 import pydicom
 import pytest
 
-from serve.nodekit import PHI, Receiver, check_seg, echo, fake_process, seg_of, send, wait_for
+from serve.nodekit import PHI, Receiver, check_seg, echo, fake_process, send, wait_for
 from sdpm_cli.serve import queue as q
 from sdpm_cli.serve.config import Peer
 from sdpm_cli.serve.events import key
