@@ -57,7 +57,7 @@ from sdpm_cli.preprocess import PreprocessPlan  # noqa: E402
 PLAN = PreprocessPlan(spacing_mm=2.5, size=96)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     import torch
 

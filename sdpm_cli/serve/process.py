@@ -10,8 +10,8 @@ from typing import Callable, Optional, Sequence
 
 from sdpm_cli.modes import DEFAULT_MODE
 
-# A served study's outputs in its result folder (the folder is renamed into place whole).
-RESULT_FILES = {"mask": "mask.nii.gz", "report": "report.json", "dicom_seg": "seg.dcm", "dicom_sr": "sr.dcm"}
+# A served study's outputs besides its mask, in its result folder (the folder is renamed into place whole).
+RESULT_FILES = {"report": "report.json", "dicom_seg": "seg.dcm", "dicom_sr": "sr.dcm"}
 FORWARDED = ("dicom_seg", "dicom_sr")
 
 
@@ -20,7 +20,7 @@ def make_processor(model: Optional[Path] = None, device: str = "auto", mode: str
                    options: "Optional[SegmentOptions]" = None) -> Callable[[Path, Path], Sequence[Path]]:  # noqa: F821
     """Load the model now (a bad checkpoint fails at start, not on the first study) and return
     `process(study_dir, result_dir) -> [SEG, SR]`."""
-    from sdpm_cli.engine import Engine, StudyJob
+    from sdpm_cli.engine import Engine, StudyJob, study_outputs
     from sdpm_cli.pipeline import SegmentOptions
 
     engine = Engine(model, device=device, options=options or SegmentOptions(mode=mode, seed=seed))
@@ -29,7 +29,7 @@ def make_processor(model: Optional[Path] = None, device: str = "auto", mode: str
             warn(msg)
 
     def process(study_dir: Path, result_dir: Path) -> Sequence[Path]:
-        outputs = {k: Path(result_dir) / name for k, name in RESULT_FILES.items()}
+        outputs = study_outputs(Path(result_dir), RESULT_FILES)  # the mask and these, like a batch study
         engine.run_study(StudyJob(Path(study_dir).name, Path(study_dir), outputs), replace=True)
         return [outputs[k] for k in FORWARDED]
 

@@ -18,9 +18,7 @@ import SimpleITK as sitk
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest import load_study
 from sdpm_cli.ingest.anatomy import DOMAIN_FLAGS, flags_set, parse_age
-from sdpm_cli.model.checkpoint import save_checkpoint
-from sdpm_cli.model.network import NetConfig, SDPMNet
-from sdpm_cli.preprocess import PreprocessPlan, brain_mask_array
+from sdpm_cli.preprocess import brain_mask_array
 from sdpm_cli.synth import SynthConfig, generate_case
 from sdpm_cli.synth import config as synth_config
 from tests.ingest.dicom_factory import SeriesSpec, write_series
@@ -52,17 +50,6 @@ def _tag_series(folder: Path, **tags) -> None:
         for k, v in tags.items():
             setattr(ds, k, v)
         ds.save_as(f)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    cfg = NetConfig(widths=(8, 8, 8, 8), decoder_widths=(8, 8, 8, 8), groups=4, time_dim=16)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, SDPMNet(cfg), {"name": "tiny-test", "preprocess": PreprocessPlan(spacing_mm=2.5, size=96).to_dict()})
-    return path
 
 
 def test_parse_age():

@@ -44,19 +44,3 @@ def node(tmp_path):
             return srv
 
         yield make
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A tiny randomly initialised checkpoint (fast to load and run; the answer is not the point)."""
-    import torch
-
-    from sdpm_cli.model.checkpoint import save_checkpoint
-    from sdpm_cli.model.network import NetConfig, SDPMNet
-    from sdpm_cli.preprocess import PreprocessPlan
-
-    torch.manual_seed(0)
-    cfg = NetConfig(widths=(8, 8, 8, 8), decoder_widths=(8, 8, 8, 8), groups=4, time_dim=16)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, SDPMNet(cfg), {"name": "tiny-test", "preprocess": PreprocessPlan(spacing_mm=2.5, size=96).to_dict()})
-    return path
