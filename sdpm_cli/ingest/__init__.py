@@ -82,6 +82,7 @@ def load_study(
     rules: Optional[IngestRules] = None,
     skull_stripped: bool = False,
     options: Optional[IngestOptions] = None,
+    anatomy: bool = True,
 ) -> Study:
     """Read a study (DICOM folder, a DICOM file's folder, a zipped DICOM folder, or a NIfTI / NRRD /
     MetaImage volume in HU) as a validated HU volume.
@@ -89,6 +90,10 @@ def load_study(
     Raises InputRejected (exit 3) with a one-line reason for anything unsafe to measure, including a
     volume that is not a head (ingest.anatomy); out-of-domain heads get warnings and `Study.domain` flags.
     `skull_stripped`: the NIfTI is brain-extracted (also detected without it).
+    `anatomy=False` skips the head checks (refusals and out-of-domain flags) but not the geometry and
+    HU validation: for labelled training cases, whose label already says what the volume holds and
+    whose randomised anatomy reaches beyond what a clinical scan shows (a field of view cropping the
+    skull ring, say).
     """
     from sdpm_cli.ingest.volume import load_candidate, load_volume_file
 
@@ -99,7 +104,8 @@ def load_study(
     if is_volume_file(path):
         if not Path(path).is_file():
             raise InputRejected(f"no such file: {path}")
-        return _with_anatomy(load_volume_file(Path(path), rules, skull_stripped), rules)
+        study = load_volume_file(Path(path), rules, skull_stripped)
+        return _with_anatomy(study, rules) if anatomy else study
     root, uid = _resolve(path, series_uid, rules)
     opts = IngestOptions(series_uid=uid, correct_tilt=correct_tilt, resample_gaps=resample_gaps,
                          refuse_lossy=refuse_lossy, rules=rules)
@@ -111,7 +117,7 @@ def load_study(
     chosen = result.chosen
     cand = next(c for c in cands if c.info is chosen.info)
     study = load_candidate(cand, opts, result)
-    return _with_anatomy(study, rules, cand.headers)
+    return _with_anatomy(study, rules, cand.headers) if anatomy else study
 
 
 def _with_anatomy(study: Study, rules: IngestRules, headers=()) -> Study:

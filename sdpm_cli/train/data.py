@@ -121,8 +121,8 @@ def prepare_case(case: TrainCase, plan) -> CaseArrays:
     from sdpm_cli.ingest import load_study
     from sdpm_cli.preprocess import label_to_model, prepare
 
-    try:
-        study = load_study(case.image)
+    try:  # geometry and HU validated as for segment; the head checks are for unlabelled clinical input
+        study = load_study(case.image, anatomy=False)
     except InputRejected as exc:
         raise InputRejected(f"case {case.case}: {exc}") from None
     label = read_labels(case.label, case.case, "label")

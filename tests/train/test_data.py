@@ -157,3 +157,25 @@ def test_dicom_folder_images_train_through_the_segment_path(tmp_path):
     assert case.case == "case_0007" and case.image == folder
     arr = D.load_case(case, PreprocessPlan(spacing_mm=4.0, size=48))
     assert arr.x.shape[1:] == (48, 48) and np.count_nonzero(arr.y == 2) > 0 and not np.any(arr.y == 1)
+
+
+def test_labelled_case_the_head_check_would_refuse_still_trains(tmp_path, monkeypatch):
+    """The head checks guard unlabelled clinical input; a labelled training case is not judged by
+    them (the randomised generator crops fields of view past what they accept, e.g. a skull ring cut
+    on most slices). Here every volume fails the head check: segment refuses, training keeps the case."""
+    from sdpm_cli.ingest import anatomy, load_study
+    from sdpm_cli.synth import SynthConfig, generate_case
+
+    def refuse(m, rules, label, out, *, stripped=False):
+        raise InputRejected(f"{label}: not a head: a skull ring around soft tissue on 3 slice(s)")
+
+    monkeypatch.setattr(anatomy, "judge", refuse)
+    case = generate_case(3, SynthConfig(matrix=128, thicknesses_mm=(5.0,), thickness_weights=(1.0,),
+                                        domain="clinical", lesion="hemorrhage"))
+    img_p, lab_p = tmp_path / "c_0000.nii.gz", tmp_path / "c.nii.gz"
+    sitk.WriteImage(case.image, str(img_p))
+    sitk.WriteImage(case.label, str(lab_p))
+    with pytest.raises(InputRejected, match="not a head"):
+        load_study(img_p)
+    arrays = D.prepare_case(D.TrainCase("c", img_p, lab_p), PreprocessPlan())
+    assert (arrays.y == 2).any() and arrays.lost_lesion_voxels < (sitk.GetArrayViewFromImage(case.label) == 2).sum()
