@@ -311,7 +311,7 @@ def segment_study(
     flt = lm.lesion_filter if o.lesion_filter is None else LesionFilter.from_dict(dict(o.lesion_filter))
     key = _study_key(study)
     acc = _run_model(lm, prepared, cfg, run_modes, seed, key, keep_sample_masks=flt.active,
-                     batch_slices=batch_slices, progress=progress, precision=precision)
+                     batch_slices=batch_slices, progress=progress, precision=precision, keep_mode_probs=flt.judges_peaks)
     masks_model, prob_model, sample_masks, sample_counts = acc.masks, acc.prob, acc.sample_masks, acc.sample_counts
     band_model = {m: v.sum(axis=1) for m, v in acc.band.items()}
     n_calls = acc.n_calls
@@ -321,9 +321,12 @@ def segment_study(
     dz = prepared.model_dz_mm  # a slab's thickness for a thin series
     model_voxel_ml = lm.plan.spacing_mm**2 * dz / 1000.0
     if flt.active:  # on the model grid, so the masks and every sample's mask are filtered alike
-        masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz).astype(np.uint8) for m, v in masks_model.items()}
-        if sample_masks is not None:
-            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz).reshape(*sample_masks.shape[:2], -1).sum(-1)
+        by_mode = acc.mode_probs or {}
+        masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz, probs=by_mode.get(m)).astype(np.uint8)
+                       for m, v in masks_model.items()}
+        if sample_masks is not None:  # a sample's lesion is judged by its mode's probability
+            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz, probs=prob_model if by_mode else None
+                                               ).reshape(*sample_masks.shape[:2], -1).sum(-1)
     inside = None if given_brain is None else np.asarray(given_brain) > 0
 
     def probs_native():
@@ -386,6 +389,7 @@ class _ModelAccumulator:
     sample_counts: Optional[np.ndarray]  # [S, C] otherwise
     n_calls: int
     stochastic_slices: list[int]
+    mode_probs: Optional[dict[str, np.ndarray]] = None  # mode -> float32 [C, Z, H, W] when the filter judges peaks
 
 
 def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels: int, margin: int) -> list[int]:
@@ -399,7 +403,8 @@ def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels
 
 
 def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed: int, key: str, *,
-               keep_sample_masks: bool, batch_slices: int, progress=None, precision: str = "fp32") -> _ModelAccumulator:
+               keep_sample_masks: bool, batch_slices: int, progress=None, precision: str = "fp32",
+               keep_mode_probs: bool = False) -> _ModelAccumulator:
     """Run the network over the brain slices. Stochastic modes with gating: `out` on every brain slice
     first, then every mode only on the slices `gate_slices` picks; elsewhere each mode (and each of
     its samples) takes `out`'s answer. Noise comes per (mode, slice), so a gated-in slice gets the
@@ -424,6 +429,7 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         band={m: np.zeros((C, Z), dtype=np.int64) for m in run_modes},
         sample_masks=np.zeros((S, C, Z, H, W), dtype=bool) if keep_sample_masks else None,
         sample_counts=None, n_calls=0, stochastic_slices=[],
+        mode_probs={m: np.zeros((C, Z, H, W), dtype=np.float32) for m in run_modes} if keep_mode_probs else None,
     )
     counts = np.zeros((S, C, Z), dtype=np.int64)
 
@@ -442,6 +448,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
                 p_m = pred.probs[src].float().cpu().numpy()
                 acc.band[m][:, idx] = band_voxels(p_m).sum(axis=(2, 3)).T
                 acc.masks[m][:, idx] = _one_class_per_pixel(pred.masks[src].cpu().numpy(), p_m).transpose(1, 0, 2, 3)
+                if acc.mode_probs is not None:
+                    acc.mode_probs[m][:, idx] = p_m.transpose(1, 0, 2, 3)
                 if m == mode:
                     acc.prob[:, idx] = p_m.transpose(1, 0, 2, 3)
                     per = pred.sample_masks.cpu().numpy()  # [S', B, C, H, W]

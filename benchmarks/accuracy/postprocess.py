@@ -22,16 +22,32 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
+from sdpm_cli.errors import InputRejected
 from sdpm_cli.evaluate.cases import dataset_cases
-from sdpm_cli.labels import CLASSES
+from sdpm_cli.labels import CLASSES, CONNECTIVITY_26
 from sdpm_cli.model.checkpoint import update_header
 from sdpm_cli.pipeline import load_model, segment_study
-from sdpm_cli.postprocess.components import ComponentRule, LesionFilter, component_keep, filter_class_masks
+from sdpm_cli.postprocess.components import ComponentRule, LesionFilter, filter_class_masks
 
 
 def _floats(s: str) -> list[float]:
     return [float(v) for v in s.split(",") if v.strip()]
+
+
+def _components(pred: np.ndarray, truth: np.ndarray, prob, voxel_ml: float, dz: float) -> dict:
+    """Per 26-connected component of `pred`: [voxels, slice extent mm, peak probability (NaN without
+    `prob`), voxels also in `truth`]; and the truth's size."""
+    lab, n = ndimage.label(pred, structure=CONNECTIVITY_26)
+    comps = np.zeros((n, 4))
+    if n:
+        idx = np.arange(1, n + 1)
+        comps[:, 0] = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+        comps[:, 1] = [(sl[0].stop - sl[0].start) * dz for sl in ndimage.find_objects(lab)]
+        comps[:, 2] = ndimage.maximum(prob, lab, idx) if prob is not None else np.nan
+        comps[:, 3] = np.bincount(lab[truth].ravel(), minlength=n + 1)[1:]
+    return {"comps": comps, "truth_vox": int(np.count_nonzero(truth)), "voxel_ml": voxel_ml}
 
 
 def apply_folder(flt: LesionFilter, src: Path, dst: Path) -> None:
@@ -60,6 +76,9 @@ def main() -> None:
                          "baseline's predictions): score these instead of segmenting with --model")
     ap.add_argument("--min-ml", default="0,0.5,1,2,5", help="candidate volume thresholds (mL)")
     ap.add_argument("--min-extent-mm", default="0,10,15,20,25", help="candidate slice-extent thresholds (mm)")
+    ap.add_argument("--min-peak-prob", default="0,0.6,0.7,0.8,0.9",
+                    help="candidate peak-probability thresholds (the component's most confident voxel)")
+    ap.add_argument("--from-tables", default=None, help="an earlier --out JSON: score its components again (no segmenting)")
     ap.add_argument("--dice-tolerance", type=float, default=0.01)
     ap.add_argument("--out", default="runs/postprocess.json", help="the full table as JSON")
     ap.add_argument("--write", default=None, help="write the chosen filter into this checkpoint (may be --model)")
@@ -68,20 +87,33 @@ def main() -> None:
     ap.add_argument("--apply-out", default=None, help="... into this folder (same file names)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    lm = None if args.pred else load_model(args.model, "cpu")[0]
+    lm = None if args.pred else load_model(args.model, "cpu")[0]  # (--from-tables: its header is still written)
     pred_dirs = args.pred.split(",") if args.pred else [None] * len(args.data.split(","))
-    cands = [ComponentRule(min_ml=a, min_extent_mm=b) for a, b in itertools.product(_floats(args.min_ml), _floats(args.min_extent_mm))]
-    # per class, per candidate: lists of per-case Dice (cases with the class) and FP mL (cases without)
-    dice = {c: [[] for _ in cands] for c in CLASSES}
-    fp = {c: [[] for _ in cands] for c in CLASSES}
-    kept = {c: np.zeros(len(cands)) for c in CLASSES}
-    tp_total = {c: 0.0 for c in CLASSES}
+    peaks = _floats(args.min_peak_prob) if lm is not None else [0.0]  # label files carry no probability
+    cands = [ComponentRule(min_ml=a, min_extent_mm=b, min_peak_prob=q)
+             for a, b, q in itertools.product(_floats(args.min_ml), _floats(args.min_extent_mm), peaks)]
+    # one table per class: every predicted component of every case (size, extent, peak probability,
+    # voxels shared with the truth) and every case's truth size; a candidate is then a lookup
+    tables = {c: [] for c in CLASSES}
     t0 = time.perf_counter()
     n = 0
-    for folder, pred_dir in zip(args.data.split(","), pred_dirs):
+    refused: list[str] = []
+    if args.from_tables:  # an earlier run's components: try other candidates without segmenting again
+        old = json.loads(Path(args.from_tables).read_text())
+        tables = {c: [{**case, "comps": np.array(case["comps"], float).reshape(-1, 4)} for case in old["components"][name]]
+                  for c, name in CLASSES.items()}
+        n, refused = old["n_cases"], old.get("refused", [])
+    for folder, pred_dir in ([] if args.from_tables else zip(args.data.split(","), pred_dirs)):
         for pair in dataset_cases(Path(folder), "test"):
+            prob = None
             if pred_dir is None:
-                labels = segment_study(pair.image, model=lm, mode=args.mode, seed=0, lesion_filter={}).labels
+                try:
+                    seg = segment_study(pair.image, model=lm, mode=args.mode, seed=0, lesion_filter={})
+                except InputRejected as exc:  # the product refuses it: nothing to choose a filter on
+                    refused.append(f"{pair.case}: {exc}")
+                    print(f"{folder}/{pair.case} refused by the ingest: {exc}", flush=True)
+                    continue
+                labels, prob = seg.labels, np.asarray(seg.probs)
             else:
                 labels = sitk.ReadImage(str(Path(pred_dir) / f"{pair.case}.nii.gz"))
             pred = sitk.GetArrayFromImage(labels)
@@ -89,22 +121,29 @@ def main() -> None:
             voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
             dz = float(labels.GetSpacing()[2])
             for c in CLASSES:
-                t = truth == c
-                tp_total[c] += np.count_nonzero(t & (pred == c)) * voxel_ml
-                for i, rule in enumerate(cands):
-                    p = component_keep(pred == c, rule, voxel_ml, dz)
-                    if t.any():
-                        dice[c][i].append(2 * np.count_nonzero(p & t) / (np.count_nonzero(p) + np.count_nonzero(t)))
-                    else:
-                        fp[c][i].append(np.count_nonzero(p) * voxel_ml)
-                    kept[c][i] += np.count_nonzero(p & t) * voxel_ml
+                tables[c].append(_components(pred == c, truth == c, None if prob is None else prob[c - 1], voxel_ml, dz))
             n += 1
             print(f"{folder}/{pair.case} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    dice = {c: [[] for _ in cands] for c in CLASSES}
+    fp = {c: [[] for _ in cands] for c in CLASSES}
+    kept = {c: np.zeros(len(cands)) for c in CLASSES}
+    tp_total = {c: sum(float(case["comps"][:, 3].sum()) * case["voxel_ml"] for case in tables[c]) for c in CLASSES}
+    for c in CLASSES:
+        for case in tables[c]:
+            comps, vml = case["comps"], case["voxel_ml"]
+            for i, rule in enumerate(cands):
+                keep = np.array([rule.passes(int(k[0]), vml, k[1], None if np.isnan(k[2]) else float(k[2])) for k in comps], bool)
+                p_vox, tp = float(comps[keep, 0].sum()), float(comps[keep, 3].sum())
+                if case["truth_vox"]:
+                    dice[c][i].append(2 * tp / (p_vox + case["truth_vox"]))
+                else:
+                    fp[c][i].append(p_vox * vml)
+                kept[c][i] += tp * vml
     table, chosen = {}, {}
     for c, name in CLASSES.items():
         rows = []
         for i, rule in enumerate(cands):
-            rows.append({"min_ml": rule.min_ml, "min_extent_mm": rule.min_extent_mm,
+            rows.append({"min_ml": rule.min_ml, "min_extent_mm": rule.min_extent_mm, "min_peak_prob": rule.min_peak_prob,
                          "dice": float(np.mean(dice[c][i])) if dice[c][i] else None,
                          "fp_ml": float(np.mean(fp[c][i])) if fp[c][i] else None,
                          "tp_kept": float(kept[c][i] / tp_total[c]) if tp_total[c] else None,
@@ -112,18 +151,20 @@ def main() -> None:
         table[name] = rows
         best = max((r["dice"] or 0.0) for r in rows)
         ok = [r for r in rows if (r["dice"] or 0.0) >= best - args.dice_tolerance]
-        pick = min(ok, key=lambda r: ((r["fp_ml"] or 0.0), r["min_ml"], r["min_extent_mm"]))
-        chosen[name] = {"min_ml": pick["min_ml"], "min_extent_mm": pick["min_extent_mm"]}
-        print(f"\n{name}: {'min mL':>7} {'min mm':>7} {'Dice':>6} {'FP mL':>7} {'TP kept':>8}")
+        pick = min(ok, key=lambda r: ((r["fp_ml"] or 0.0), r["min_ml"], r["min_extent_mm"], r["min_peak_prob"]))
+        chosen[name] = ComponentRule(pick["min_ml"], pick["min_extent_mm"], pick["min_peak_prob"])
+        print(f"\n{name}: {'min mL':>7} {'min mm':>7} {'peak p':>6} {'Dice':>6} {'FP mL':>7} {'TP kept':>8}")
         for r in rows:
             mark = " <- chosen" if r is pick else ""
-            print(f"{'':{len(name) + 1}} {r['min_ml']:7.1f} {r['min_extent_mm']:7.0f} {r['dice'] or 0:6.3f} "
+            print(f"{'':{len(name) + 1}} {r['min_ml']:7.1f} {r['min_extent_mm']:7.0f} {r['min_peak_prob']:6.2f} {r['dice'] or 0:6.3f} "
                   f"{r['fp_ml'] or 0:7.2f} {r['tp_kept'] or 0:8.3f}{mark}")
+    chosen = LesionFilter(chosen).to_dict()  # the header's form (no peak criterion: no key)
     result = {"model": str(lm.path) if lm else None, "pred": args.pred, "sha256": lm.sha256 if lm else None, "data": args.data, "mode": args.mode, "n_cases": n,
-              "dice_tolerance": args.dice_tolerance, "chosen": chosen, "table": table}
+              "dice_tolerance": args.dice_tolerance, "chosen": chosen, "table": table, "refused": refused,
+              "components": {name: [{**case, "comps": case["comps"].tolist()} for case in tables[c]] for c, name in CLASSES.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"\nchosen: {json.dumps(chosen)}; table in {args.out}")
+    print(f"\nchosen: {json.dumps(chosen)}; table in {args.out}" + (f"; {len(refused)} study(ies) refused by the ingest" if refused else ""))
     if args.apply_to and args.apply_out:
         apply_folder(LesionFilter.from_dict(chosen), Path(args.apply_to), Path(args.apply_out))
         print(f"filtered {args.apply_to} -> {args.apply_out}")

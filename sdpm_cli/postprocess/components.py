@@ -3,7 +3,10 @@
 The network reads one slice at a time, so a false positive is usually a patch of one or two slices,
 while a true territorial infarct or a haematoma spans many. A predicted lesion (26-connected
 component of one class) is kept only if its volume reaches `min_ml` and its extent along the slice
-axis (slices spanned x slice spacing) reaches `min_extent_mm`. The thresholds are data, chosen per
+axis (slices spanned x slice spacing) reaches `min_extent_mm`, and (when the class probability is
+given) its most confident voxel reaches `min_peak_prob`: a true lesion has a core the network is
+sure of, a false one is often a faint patch just above the 0.5 mask threshold (hysteresis
+thresholding, as in edge detection). The thresholds are data, chosen per
 model on validation studies (benchmarks/accuracy/postprocess.py) and stored in the checkpoint
 header, as nnU-Net stores its postprocessing; `sdpm segment --no-lesion-filter` turns it off.
 
@@ -27,14 +30,22 @@ from sdpm_cli.labels import CLASSES, CONNECTIVITY_26
 class ComponentRule:
     min_ml: float = 0.0
     min_extent_mm: float = 0.0
+    min_peak_prob: float = 0.0  # 0 = no probability criterion (a checkpoint written before it has none)
 
     def __post_init__(self) -> None:
         if self.min_ml < 0 or self.min_extent_mm < 0:
             raise ValueError("component thresholds must be >= 0")
+        if not 0.0 <= self.min_peak_prob <= 1.0:
+            raise ValueError("min_peak_prob must lie in [0, 1]")
 
     @property
     def active(self) -> bool:
-        return self.min_ml > 0 or self.min_extent_mm > 0
+        return self.min_ml > 0 or self.min_extent_mm > 0 or self.min_peak_prob > 0
+
+    def passes(self, n_voxels: int, voxel_ml: float, extent_mm: float, peak_prob: Optional[float] = None) -> bool:
+        """Whether one component is kept (peak_prob None: the probability criterion is not applied)."""
+        return (n_voxels * voxel_ml >= self.min_ml and extent_mm >= self.min_extent_mm
+                and (peak_prob is None or peak_prob >= self.min_peak_prob))
 
 
 @dataclass(frozen=True)
@@ -52,33 +63,50 @@ class LesionFilter:
         return cls({name: ComponentRule(**rule) for name, rule in d.items()})
 
     def to_dict(self) -> dict:
-        return {name: asdict(rule) for name, rule in self.rules.items()}
+        return {name: {k: v for k, v in asdict(rule).items() if k != "min_peak_prob" or v > 0}
+                for name, rule in self.rules.items()}
 
     @property
     def active(self) -> bool:
         return any(r.active for r in self.rules.values())
 
+    @property
+    def judges_peaks(self) -> bool:
+        """Whether a rule needs the class probabilities (min_peak_prob)."""
+        return any(r.min_peak_prob > 0 for r in self.rules.values())
+
     def rule(self, label: int) -> ComponentRule:
         return self.rules.get(CLASSES[label], ComponentRule())
 
 
-def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm: float) -> np.ndarray:
-    """Boolean mask [Z, Y, X] of the components of `mask` that pass `rule` (slice axis first)."""
+def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm: float,
+                   prob: Optional[np.ndarray] = None) -> np.ndarray:
+    """Boolean mask [Z, Y, X] of the components of `mask` that pass `rule` (slice axis first).
+
+    `prob` [Z, Y, X] is the class probability the mask was thresholded from; without it a rule's
+    `min_peak_prob` is not applied."""
     mask = np.asarray(mask, dtype=bool)
     if not rule.active or not mask.any():
         return mask.copy()
     lab, n = ndimage.label(mask, structure=CONNECTIVITY_26)
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    peaks = None
+    if prob is not None and rule.min_peak_prob > 0:
+        peaks = ndimage.maximum(np.asarray(prob, dtype=np.float32), lab, index=np.arange(1, n + 1))
     keep = np.zeros(n + 1, dtype=bool)
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         extent_mm = (sl[0].stop - sl[0].start) * dz_mm
-        keep[i] = sizes[i] * voxel_ml >= rule.min_ml and extent_mm >= rule.min_extent_mm
+        keep[i] = rule.passes(int(sizes[i]), voxel_ml, extent_mm, None if peaks is None else float(peaks[i - 1]))
     keep[0] = False
     return keep[lab]
 
 
-def filter_class_masks(masks: np.ndarray, flt: LesionFilter, voxel_ml: float, dz_mm: float) -> np.ndarray:
-    """Apply the filter to class masks [..., C, Z, Y, X] (leading axes, e.g. samples, are independent)."""
+def filter_class_masks(masks: np.ndarray, flt: LesionFilter, voxel_ml: float, dz_mm: float,
+                       probs: Optional[np.ndarray] = None) -> np.ndarray:
+    """Apply the filter to class masks [..., C, Z, Y, X] (leading axes, e.g. samples, are independent).
+
+    `probs` [C, Z, Y, X]: the mode's class probabilities, shared by every leading index (a diffusion
+    sample's lesion is judged by the same mean probability as the mask's)."""
     out = np.array(masks, dtype=bool, copy=True)
     if not flt.active:
         return out
@@ -87,5 +115,6 @@ def filter_class_masks(masks: np.ndarray, flt: LesionFilter, voxel_ml: float, dz
         for c in range(out.shape[-4]):
             rule = flt.rule(c + 1)
             if rule.active:
-                out[idx + (c,)] = component_keep(out[idx + (c,)], rule, voxel_ml, dz_mm)
+                out[idx + (c,)] = component_keep(out[idx + (c,)], rule, voxel_ml, dz_mm,
+                                                 None if probs is None else probs[c])
     return out

@@ -185,6 +185,30 @@ def test_lesion_filter_from_the_model_header_applies_to_mask_and_interval(run_cl
     assert json.loads((tmp_path / "r2.json").read_text())["run"]["lesion_filter"] == {}
 
 
+def test_peak_probability_rule_drops_lesions_without_a_confident_core(tiny_model, studies, tmp_path):
+    """A filter rule on the lesion's most confident voxel (header `min_peak_prob`), in every mode:
+    it removes whole lesions (what stays is a subset of the unfiltered mask, and fewer voxels), only
+    of the class it names, and volumes follow the mask."""
+    from sdpm_cli.model.checkpoint import update_header
+    from sdpm_cli.pipeline import segment_study
+
+    m = update_header(tiny_model, {"postprocess": {"lesion_filter": {"infarct": {"min_peak_prob": 0.9}}}},
+                      out=tmp_path / "peak.pt")
+    for mode in ("out", "union"):
+        plain = segment_study(studies["study1"], model=tiny_model, mode=mode, seed=1)
+        peak = segment_study(studies["study1"], model=m, mode=mode, seed=1)
+        assert peak.lesion_filter == {"infarct": {"min_ml": 0.0, "min_extent_mm": 0.0, "min_peak_prob": 0.9}}
+        for md, img in peak.labels_by_mode.items():
+            a, b = sitk.GetArrayFromImage(plain.labels_by_mode[md]), sitk.GetArrayFromImage(img)
+            # hemorrhage has no rule: it keeps every voxel, and may only gain where an infarct it
+            # overlapped went (one class per voxel, decided on the native grid for union)
+            assert not ((a == 2) & (b != 2)).any() and not ((b == 2) & (a != 2) & (a != 1)).any(), md
+            assert not ((b == 1) & (a != 1)).any(), md
+            if md == mode:  # the random tiny model's faint infarct patches go, its saturated ones stay
+                assert 0 < (b == 1).sum() < (a == 1).sum(), md
+                assert peak.volumes["infarct"].volume_ml < plain.volumes["infarct"].volume_ml
+
+
 def test_calibrated_interval_contains_the_point_volume_in_every_mode(run_cli, tiny_model, studies, tmp_path):
     from sdpm_cli.model.checkpoint import update_header
     from sdpm_cli.pipeline import segment_study

@@ -39,6 +39,8 @@ def _only(m: np.ndarray, which: str) -> np.ndarray:
     sel = np.zeros_like(m)
     if which == "A":
         sel[1:2, 2:6, 2:6] = True
+    elif which == "B":
+        sel[3:9, 10:13, 10:13] = True
     return sel & m
 
 
@@ -57,3 +59,36 @@ def test_per_class_rules_and_leading_sample_axis():
         LesionFilter.from_dict({"tumour": {"min_ml": 1}})
     with pytest.raises(ValueError, match=">= 0"):
         LesionFilter.from_dict({"infarct": {"min_ml": -1}})
+
+
+def test_peak_probability_keeps_only_components_with_a_confident_core():
+    m = _mask()
+    prob = np.where(m, 0.55, 0.0).astype(np.float32)  # every component faint ...
+    prob[5, 10, 10] = 0.93  # ... but B has one confident voxel
+    prob[1, 3, 3] = 0.79  # and A one just below 0.8
+    rule = ComponentRule(min_peak_prob=0.8)
+    assert rule.active
+    keep = component_keep(m, rule, 0.5, 5.0, prob=prob)
+    assert np.array_equal(keep, _only(m, "B"))
+    assert np.array_equal(component_keep(m, ComponentRule(min_peak_prob=0.79), 0.5, 5.0, prob=prob),
+                          _only(m, "A") | _only(m, "B"))
+    # without the probability the criterion is not applied (label files, baselines)
+    assert np.array_equal(component_keep(m, rule, 0.5, 5.0), m)
+    # with the other criteria: all must hold (B is 10.5 mL)
+    assert component_keep(m, ComponentRule(min_ml=11.0, min_peak_prob=0.8), 0.5, 5.0, prob=prob).sum() == 0
+
+
+def test_peak_rule_in_the_header_form_and_per_class_probabilities():
+    flt = LesionFilter.from_dict({"infarct": {"min_ml": 1.0, "min_peak_prob": 0.7}, "hemorrhage": {"min_ml": 1.0}})
+    assert flt.judges_peaks and not LesionFilter.from_dict({"infarct": {"min_ml": 1.0}}).judges_peaks
+    # a rule without a peak criterion is written as before (older readers see the same keys)
+    assert flt.to_dict() == {"infarct": {"min_ml": 1.0, "min_extent_mm": 0.0, "min_peak_prob": 0.7},
+                             "hemorrhage": {"min_ml": 1.0, "min_extent_mm": 0.0}}
+    assert LesionFilter.from_dict(flt.to_dict()) == flt
+    with pytest.raises(ValueError):
+        ComponentRule(min_peak_prob=1.5)
+    m = np.stack([_mask(), _mask()])[None].repeat(2, axis=0)  # [S=2, C=2, Z, Y, X]
+    probs = np.stack([np.where(_mask(), 0.6, 0.0), np.where(_mask(), 0.9, 0.0)]).astype(np.float32)
+    out = filter_class_masks(m, flt, 0.5, 5.0, probs=probs)
+    assert not out[:, 0].any()  # infarct components peak at 0.6 < 0.7: all dropped, in every sample
+    assert np.array_equal(out[:, 1], m[:, 1])  # hemorrhage: every component is >= 1 mL
