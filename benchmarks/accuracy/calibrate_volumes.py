@@ -6,6 +6,9 @@
     # 2. fit the split-conformal error model per mode and class, write it into the checkpoint
     python benchmarks/accuracy/calibrate_volumes.py --calibrate runs/cal/valA,runs/cal/valB \
         --source "validation phantoms of families A and B (44 studies)" --write M.pt
+    # 2b. or with the 12 real slices in the calibration too (their coverage then leave-one-patient-out)
+    python benchmarks/accuracy/calibrate_volumes.py --calibrate runs/cal/valA,runs/cal/valB \
+        --calibrate-real runs/real.json --source "..." --write M.pt
     # 3. coverage on held-out sets (evaluate folders) and on the real slices (real_slices.py JSON)
     python benchmarks/accuracy/calibrate_volumes.py --model M.pt --check "A=runs/testA" --check "B=runs/testB" \
         --real runs/real.json --out runs/coverage.json
@@ -99,6 +102,35 @@ def real_rows(path: Path) -> list[dict]:
     return rows
 
 
+def patient_of(case: str) -> str:
+    """CT-ICH slices are named PPP_SS (patient, slice): slices of one patient are held out together."""
+    return case.split("/")[-1].split("_")[0]
+
+
+def leave_one_patient_out(phantom_rows: list[dict], real: list[dict], level: float) -> list[dict]:
+    """Coverage on the real slices when each patient's slices are left out of the calibration (fitted
+    on the phantoms and the other patients): the honest figure for a calibration that uses them."""
+    held = []
+    for p in sorted({patient_of(r["case"]) for r in real}):
+        rest = [r for r in real if patient_of(r["case"]) != p]
+        cal = fit(phantom_rows + rest, level, "")
+        mine = [r for r in real if patient_of(r["case"]) == p]
+        for r in mine:
+            c = cal.get(r["mode"], r["lesion_class"])
+            lo, hi = c.interval(r["vol_pred_ml"], r["band_ml"])
+            held.append({**r, "covered": coverage(c, [r["vol_pred_ml"]], [r["vol_truth_ml"]], [r["band_ml"]]) == 1.0,
+                         "width_ml": hi - lo})
+    out = []
+    for mode in sorted({r["mode"] for r in held}):
+        sel = [r for r in held if r["mode"] == mode]
+        widths = sorted(r["width_ml"] for r in sel)
+        cov = float(np.mean([r["covered"] for r in sel]))
+        out.append({"set": "real slices, leave one patient out", "mode": mode, "class": "hemorrhage", "n": len(sel),
+                    "coverage": cov, "n_with_class": len(sel), "coverage_with_class": cov,
+                    "median_width_ml_with_class": float(widths[len(widths) // 2])})
+    return out
+
+
 def _fmt(row: dict) -> str:
     def cov(p, n):
         return "-" if p is None else f"{p:.3f} ± {math.sqrt(max(p * (1 - p), 1e-12) / n):.3f} (n {n})"
@@ -117,12 +149,16 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="read the calibration from this checkpoint (instead of fitting)")
     ap.add_argument("--check", action="append", default=[], help="NAME=evaluate folder to measure coverage on")
     ap.add_argument("--real", default=None, help="real_slices.py JSON to measure coverage on")
+    ap.add_argument("--calibrate-real", default=None,
+                    help="real_slices.py (or generalisation.py) JSON whose slices join the calibration; their "
+                         "coverage is then measured leaving one patient out at a time")
     ap.add_argument("--out", default=None, help="write the coverage table (JSON) here")
     a = ap.parse_args(argv)
 
     if a.calibrate:
         rows = [{**r, "case": f"{f}/{r['case']}"} for f in a.calibrate.split(",") for r in read_rows(Path(f))]
-        cal = fit(rows, a.level, a.source or a.calibrate)
+        real_cal = [{**r, "case": f"real/{r['case']}"} for r in real_rows(Path(a.calibrate_real))] if a.calibrate_real else []
+        cal = fit(rows + real_cal, a.level, a.source or a.calibrate)
         print(f"calibrated on {len({r['case'] for r in rows})} studies: {cal.source}")
         for m, per in cal.classes.items():
             for name, c in per.items():
@@ -135,6 +171,7 @@ def main(argv=None) -> int:
             update_header(a.write, {"postprocess": post}, force=True)
             print(f"wrote the calibration into {a.write}")
     elif a.model:
+        real_cal = []
         from sdpm_cli.model.checkpoint import read_header
 
         cal = VolumeCalibration.from_dict((read_header(a.model).get("postprocess") or {}).get("volume_calibration"))
@@ -150,8 +187,10 @@ def main(argv=None) -> int:
         sets[name] = read_rows(Path(folder))
     if a.real:
         sets["real slices"] = real_rows(Path(a.real))
-    if sets:
+    if sets or (a.calibrate and real_cal):
         table = coverage_table(cal, sets)
+        if a.calibrate and real_cal:
+            table += leave_one_patient_out(rows, real_cal, a.level)
         print("\n| data | mode | class | coverage, all studies | coverage, studies with the class | median width mL |")
         print("|---|---|---|---|---|---|")
         for row in table:
