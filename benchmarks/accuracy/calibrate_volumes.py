@@ -53,7 +53,9 @@ def read_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def fit(rows: list[dict], level: float, source: str) -> VolumeCalibration:
+def fit(rows: list[dict], level: float, source: str, floors: dict | None = None) -> VolumeCalibration:
+    """Per mode and class; `floors` (class name -> mL) replaces the scale's default floor for a class."""
+    floors = floors or {}
     classes: dict[str, dict[str, ClassCalibration]] = {}
     for mode in sorted({r["mode"] for r in rows}):
         for name in CLASSES.values():
@@ -61,7 +63,7 @@ def fit(rows: list[dict], level: float, source: str) -> VolumeCalibration:
             if sel:
                 classes.setdefault(mode, {})[name] = calibrate_class(
                     [r["vol_pred_ml"] for r in sel], [r["vol_truth_ml"] for r in sel], [r["band_ml"] for r in sel],
-                    level=level)
+                    level=level, **({"floor_ml": floors[name]} if name in floors else {}))
     return VolumeCalibration(level=level, source=source, classes=classes)
 
 
@@ -107,13 +109,13 @@ def patient_of(case: str) -> str:
     return case.split("/")[-1].split("_")[0]
 
 
-def leave_one_patient_out(phantom_rows: list[dict], real: list[dict], level: float) -> list[dict]:
+def leave_one_patient_out(phantom_rows: list[dict], real: list[dict], level: float, floors: dict | None = None) -> list[dict]:
     """Coverage on the real slices when each patient's slices are left out of the calibration (fitted
     on the phantoms and the other patients): the honest figure for a calibration that uses them."""
     held = []
     for p in sorted({patient_of(r["case"]) for r in real}):
         rest = [r for r in real if patient_of(r["case"]) != p]
-        cal = fit(phantom_rows + rest, level, "")
+        cal = fit(phantom_rows + rest, level, "", floors)
         mine = [r for r in real if patient_of(r["case"]) == p]
         for r in mine:
             c = cal.get(r["mode"], r["lesion_class"])
@@ -146,6 +148,10 @@ def main(argv=None) -> int:
     ap.add_argument("--level", type=float, default=DEFAULT_LEVEL)
     ap.add_argument("--source", default="", help="what the calibration studies are (said in every report)")
     ap.add_argument("--write", default=None, help="write the calibration into this checkpoint")
+    ap.add_argument("--floor-ml", action="append", default=[], metavar="CLASS=ML",
+                    help="the scale's floor for a class (default 0.5 mL): what a '0 mL' answer may have missed")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --write: keep the checkpoint's calibration of the modes not fitted here (say both in --source)")
     ap.add_argument("--model", default=None, help="read the calibration from this checkpoint (instead of fitting)")
     ap.add_argument("--check", action="append", default=[], help="NAME=evaluate folder to measure coverage on")
     ap.add_argument("--real", default=None, help="real_slices.py JSON to measure coverage on")
@@ -158,8 +164,9 @@ def main(argv=None) -> int:
     if a.calibrate:
         rows = [{**r, "case": f"{f}/{r['case']}"} for f in a.calibrate.split(",") for r in read_rows(Path(f))]
         real_cal = [{**r, "case": f"real/{r['case']}"} for r in real_rows(Path(a.calibrate_real))] if a.calibrate_real else []
-        cal = fit(rows + real_cal, a.level, a.source or a.calibrate)
-        print(f"calibrated on {len({r['case'] for r in rows})} studies: {cal.source}")
+        floors = {k: float(v) for k, _, v in (f.partition("=") for f in a.floor_ml)}
+        cal = fit(rows + real_cal, a.level, a.source or a.calibrate, floors)
+        print(f"calibrated on {len({r['case'] for r in rows + real_cal})} studies: {cal.source}")
         for m, per in cal.classes.items():
             for name, c in per.items():
                 print(f"  {m:8s} {name:11s} q_lo {c.q_lo:+.3f}  q_hi {c.q_hi:+.3f}  (n {c.n})")
@@ -167,6 +174,13 @@ def main(argv=None) -> int:
             from sdpm_cli.model.checkpoint import read_header, update_header
 
             post = dict(read_header(a.write).get("postprocess") or {})
+            if a.merge:  # refit some modes only: the checkpoint's other modes keep their calibration
+                old = VolumeCalibration.from_dict(post.get("volume_calibration"))
+                if old is not None:
+                    if old.level != cal.level:
+                        raise SystemExit("--merge: the checkpoint's calibration has another level")
+                    cal = VolumeCalibration(level=cal.level, source=cal.source,
+                                            classes={**dict(old.classes), **dict(cal.classes)})
             post["volume_calibration"] = cal.to_dict()
             update_header(a.write, {"postprocess": post}, force=True)
             print(f"wrote the calibration into {a.write}")
@@ -190,7 +204,7 @@ def main(argv=None) -> int:
     if sets or (a.calibrate and real_cal):
         table = coverage_table(cal, sets)
         if a.calibrate and real_cal:
-            table += leave_one_patient_out(rows, real_cal, a.level)
+            table += leave_one_patient_out(rows, real_cal, a.level, floors)
         print("\n| data | mode | class | coverage, all studies | coverage, studies with the class | median width mL |")
         print("|---|---|---|---|---|---|")
         for row in table:
