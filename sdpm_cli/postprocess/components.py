@@ -5,8 +5,9 @@ while a true territorial infarct or a haematoma spans many. A predicted lesion (
 component of one class) is kept only if its volume reaches `min_ml` and its extent along the slice
 axis (slices spanned x slice spacing) reaches `min_extent_mm`, and (when the class probability is
 given) its most confident voxel reaches `min_peak_prob`: a true lesion has a core the network is
-sure of, a false one is often a faint patch just above the 0.5 mask threshold (hysteresis
-thresholding, as in edge detection). The thresholds are data, chosen per
+sure of, a false one may be a faint patch just above the 0.5 mask threshold (hysteresis
+thresholding, as in edge detection; for the shipped model it is not - its false lesions are
+confident, measured in the model card - so its rules have no peak criterion). The thresholds are data, chosen per
 model on validation studies (benchmarks/accuracy/postprocess.py) and stored in the checkpoint
 header, as nnU-Net stores its postprocessing; `sdpm segment --no-lesion-filter` turns it off.
 

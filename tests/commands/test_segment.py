@@ -185,7 +185,7 @@ def test_lesion_filter_from_the_model_header_applies_to_mask_and_interval(run_cl
     assert json.loads((tmp_path / "r2.json").read_text())["run"]["lesion_filter"] == {}
 
 
-def test_peak_probability_rule_drops_lesions_without_a_confident_core(tiny_model, studies, tmp_path):
+def test_peak_probability_rule_drops_lesions_without_a_confident_core(run_cli, tiny_model, studies, tmp_path):
     """A filter rule on the lesion's most confident voxel (header `min_peak_prob`), in every mode:
     it removes whole lesions (what stays is a subset of the unfiltered mask, and fewer voxels), only
     of the class it names, and volumes follow the mask."""
@@ -207,6 +207,11 @@ def test_peak_probability_rule_drops_lesions_without_a_confident_core(tiny_model
             if md == mode:  # the random tiny model's faint infarct patches go, its saturated ones stay
                 assert 0 < (b == 1).sum() < (a == 1).sum(), md
                 assert peak.volumes["infarct"].volume_ml < plain.volumes["infarct"].volume_ml
+    report = tmp_path / "r.json"  # the rule is reported (and the report validates against its schema)
+    code, _, err = run_cli("segment", studies["study1"], "--model", m, "--out", tmp_path / "m.nii.gz",
+                           "--report", report, "--quiet")
+    assert code == 0, err
+    assert json.loads(report.read_text())["run"]["lesion_filter"]["infarct"]["min_peak_prob"] == 0.9
 
 
 def test_calibrated_interval_contains_the_point_volume_in_every_mode(run_cli, tiny_model, studies, tmp_path):
