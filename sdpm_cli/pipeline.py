@@ -325,7 +325,7 @@ def segment_study(
         masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz, probs=by_mode.get(m)).astype(np.uint8)
                        for m, v in masks_model.items()}
         if sample_masks is not None:  # a sample's lesion is judged by its mode's probability
-            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz, probs=prob_model if by_mode else None
+            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz, probs=by_mode.get(mode)
                                                ).reshape(*sample_masks.shape[:2], -1).sum(-1)
     inside = None if given_brain is None else np.asarray(given_brain) > 0
 
@@ -423,13 +423,14 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     study_seed = _seed_for_study(seed, key)
     S = 1 if mode == "out" else (max(cfg.salient_samples, cfg.infer_samples) if mode == "union"
                                  else cfg.salient_samples if mode == "salient" else cfg.infer_samples)
+    mode_probs = {m: np.zeros((C, Z, H, W), dtype=np.float32) for m in run_modes} if keep_mode_probs else None
     acc = _ModelAccumulator(
         masks={m: np.zeros((C, Z, H, W), dtype=np.uint8) for m in run_modes},
-        prob=np.zeros((C, Z, H, W), dtype=np.float32),
+        prob=mode_probs[mode] if mode_probs else np.zeros((C, Z, H, W), dtype=np.float32),  # one array, not two
         band={m: np.zeros((C, Z), dtype=np.int64) for m in run_modes},
         sample_masks=np.zeros((S, C, Z, H, W), dtype=bool) if keep_sample_masks else None,
         sample_counts=None, n_calls=0, stochastic_slices=[],
-        mode_probs={m: np.zeros((C, Z, H, W), dtype=np.float32) for m in run_modes} if keep_mode_probs else None,
+        mode_probs=mode_probs,
     )
     counts = np.zeros((S, C, Z), dtype=np.int64)
 
@@ -448,7 +449,7 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
                 p_m = pred.probs[src].float().cpu().numpy()
                 acc.band[m][:, idx] = band_voxels(p_m).sum(axis=(2, 3)).T
                 acc.masks[m][:, idx] = _one_class_per_pixel(pred.masks[src].cpu().numpy(), p_m).transpose(1, 0, 2, 3)
-                if acc.mode_probs is not None:
+                if acc.mode_probs is not None and m != mode:
                     acc.mode_probs[m][:, idx] = p_m.transpose(1, 0, 2, 3)
                 if m == mode:
                     acc.prob[:, idx] = p_m.transpose(1, 0, 2, 3)

@@ -161,9 +161,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the coverage table (JSON) here")
     a = ap.parse_args(argv)
 
+    real_cal: list[dict] = []  # real slices in the calibration (--calibrate-real)
     if a.calibrate:
         rows = [{**r, "case": f"{f}/{r['case']}"} for f in a.calibrate.split(",") for r in read_rows(Path(f))]
-        real_cal = [{**r, "case": f"real/{r['case']}"} for r in real_rows(Path(a.calibrate_real))] if a.calibrate_real else []
+        if a.calibrate_real:
+            real_cal = [{**r, "case": f"real/{r['case']}"} for r in real_rows(Path(a.calibrate_real))]
         floors = {k: float(v) for k, _, v in (f.partition("=") for f in a.floor_ml)}
         cal = fit(rows + real_cal, a.level, a.source or a.calibrate, floors)
         print(f"calibrated on {len({r['case'] for r in rows + real_cal})} studies: {cal.source}")
@@ -185,7 +187,6 @@ def main(argv=None) -> int:
             update_header(a.write, {"postprocess": post}, force=True)
             print(f"wrote the calibration into {a.write}")
     elif a.model:
-        real_cal = []
         from sdpm_cli.model.checkpoint import read_header
 
         cal = VolumeCalibration.from_dict((read_header(a.model).get("postprocess") or {}).get("volume_calibration"))
@@ -201,9 +202,9 @@ def main(argv=None) -> int:
         sets[name] = read_rows(Path(folder))
     if a.real:
         sets["real slices"] = real_rows(Path(a.real))
-    if sets or (a.calibrate and real_cal):
+    if sets or real_cal:
         table = coverage_table(cal, sets)
-        if a.calibrate and real_cal:
+        if real_cal:
             table += leave_one_patient_out(rows, real_cal, a.level, floors)
         print("\n| data | mode | class | coverage, all studies | coverage, studies with the class | median width mL |")
         print("|---|---|---|---|---|---|")

@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.evaluate.cases import dataset_cases
-from sdpm_cli.labels import CLASSES, CONNECTIVITY_26
+from sdpm_cli.labels import CLASSES
 from sdpm_cli.model.checkpoint import update_header
 from sdpm_cli.pipeline import load_model, segment_study
-from sdpm_cli.postprocess.components import ComponentRule, LesionFilter, filter_class_masks
+from sdpm_cli.postprocess.components import ComponentRule, LesionFilter, component_table, filter_class_masks
 
 
 def _floats(s: str) -> list[float]:
@@ -37,17 +36,12 @@ def _floats(s: str) -> list[float]:
 
 
 def _components(pred: np.ndarray, truth: np.ndarray, prob, voxel_ml: float, dz: float) -> dict:
-    """Per 26-connected component of `pred`: [voxels, slice extent mm, peak probability (NaN without
-    `prob`), voxels also in `truth`]; and the truth's size."""
-    lab, n = ndimage.label(pred, structure=CONNECTIVITY_26)
-    comps = np.zeros((n, 4))
-    if n:
-        idx = np.arange(1, n + 1)
-        comps[:, 0] = np.bincount(lab.ravel(), minlength=n + 1)[1:]
-        comps[:, 1] = [(sl[0].stop - sl[0].start) * dz for sl in ndimage.find_objects(lab)]
-        comps[:, 2] = ndimage.maximum(prob, lab, idx) if prob is not None else np.nan
-        comps[:, 3] = np.bincount(lab[truth].ravel(), minlength=n + 1)[1:]
-    return {"comps": comps, "truth_vox": int(np.count_nonzero(truth)), "voxel_ml": voxel_ml}
+    """Per component of `pred` (postprocess.components.component_table): [voxels, slice extent mm,
+    peak probability (NaN without `prob`), voxels also in `truth`]; and the truth's size."""
+    lab, stats = component_table(pred, dz, prob)
+    shared = np.bincount(lab[truth].ravel(), minlength=len(stats) + 1)[1:]
+    return {"comps": np.column_stack([stats, shared]) if len(stats) else np.zeros((0, 4)),
+            "truth_vox": int(np.count_nonzero(truth)), "voxel_ml": voxel_ml}
 
 
 def apply_folder(flt: LesionFilter, src: Path, dst: Path) -> None:

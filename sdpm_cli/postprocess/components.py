@@ -80,6 +80,19 @@ class LesionFilter:
         return self.rules.get(CLASSES[label], ComponentRule())
 
 
+def component_table(mask: np.ndarray, dz_mm: float, prob: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Label the 26-connected components of `mask` [Z, Y, X]; returns (labels, stats) with one row per
+    component: [voxels, extent along the slice axis in mm, peak of `prob` (NaN without it)]."""
+    lab, n = ndimage.label(np.asarray(mask, dtype=bool), structure=CONNECTIVITY_26)
+    stats = np.full((n, 3), np.nan)
+    if n:
+        stats[:, 0] = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+        stats[:, 1] = [(sl[0].stop - sl[0].start) * dz_mm for sl in ndimage.find_objects(lab)]
+        if prob is not None:
+            stats[:, 2] = ndimage.maximum(np.asarray(prob, dtype=np.float32), lab, index=np.arange(1, n + 1))
+    return lab, stats
+
+
 def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm: float,
                    prob: Optional[np.ndarray] = None) -> np.ndarray:
     """Boolean mask [Z, Y, X] of the components of `mask` that pass `rule` (slice axis first).
@@ -89,16 +102,9 @@ def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm
     mask = np.asarray(mask, dtype=bool)
     if not rule.active or not mask.any():
         return mask.copy()
-    lab, n = ndimage.label(mask, structure=CONNECTIVITY_26)
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    peaks = None
-    if prob is not None and rule.min_peak_prob > 0:
-        peaks = ndimage.maximum(np.asarray(prob, dtype=np.float32), lab, index=np.arange(1, n + 1))
-    keep = np.zeros(n + 1, dtype=bool)
-    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        extent_mm = (sl[0].stop - sl[0].start) * dz_mm
-        keep[i] = rule.passes(int(sizes[i]), voxel_ml, extent_mm, None if peaks is None else float(peaks[i - 1]))
-    keep[0] = False
+    lab, stats = component_table(mask, dz_mm, prob if rule.min_peak_prob > 0 else None)
+    keep = np.zeros(len(stats) + 1, dtype=bool)
+    keep[1:] = [rule.passes(int(v), voxel_ml, e, None if np.isnan(p) else float(p)) for v, e, p in stats]
     return keep[lab]
 
 
@@ -107,7 +113,7 @@ def filter_class_masks(masks: np.ndarray, flt: LesionFilter, voxel_ml: float, dz
     """Apply the filter to class masks [..., C, Z, Y, X] (leading axes, e.g. samples, are independent).
 
     `probs` [C, Z, Y, X]: the mode's class probabilities, shared by every leading index (a diffusion
-    sample's lesion is judged by the same mean probability as the mask's)."""
+    sample's lesion is judged by the same peak probability as the mask's)."""
     out = np.array(masks, dtype=bool, copy=True)
     if not flt.active:
         return out
