@@ -150,6 +150,8 @@ class Segmentation:
     # model-grid slices the stochastic modes ran on (gating; all brain slices with --no-gating), of
     stochastic_slices: int = 0
     brain_slices: int = 0
+    # the skull-based intracranial mask on the study grid (uint8), when preprocessing made one there
+    brain: Optional[sitk.Image] = field(default=None, repr=False)
     # the native probabilities are made on first use (reports, previews, --probabilities): resampling
     # every class to 512 x 512 costs about 1 s a study that only wants its mask and volumes
     probs_factory: Optional[Callable[[], np.ndarray]] = field(default=None, repr=False)
@@ -374,7 +376,19 @@ def segment_study(
         interval_source=calib.source if calibrated else "",
         stochastic_slices=len(acc.stochastic_slices),
         brain_slices=len(prepared.brain_slices),
+        brain=_skull_based_brain(prepared, study.image) if given_brain is None else None,
     )
+
+
+def _skull_based_brain(prepared, image: sitk.Image) -> Optional[sitk.Image]:
+    """The intracranial mask `prepare` made, on the study's grid, for what judges lesions against it
+    (location classes): one mask per study instead of one per consumer. None for a thin series read as
+    slabs (its mask lives on the slab grid)."""
+    if prepared.slabs is not None or prepared.brain_native is None:
+        return None
+    out = sitk.GetImageFromArray(prepared.brain_native)
+    out.CopyInformation(image)
+    return out
 
 
 @dataclass

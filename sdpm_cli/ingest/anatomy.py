@@ -25,6 +25,7 @@ from scipy import ndimage
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest.checks import slice_stride
 from sdpm_cli.ingest.rules import IngestRules
+from sdpm_cli.preprocess.brainmask import brain_mask_array, fill_holes
 
 # The out-of-domain flags, in the order the report, console and QC picture list them.
 DOMAIN_FLAGS = ("child", "infant_attenuation", "contrast", "skull_defect", "metal", "incomplete_coverage",
@@ -131,7 +132,7 @@ def _ring_slice(hu2: np.ndarray, sp: tuple[float, float], rules: IngestRules) ->
     bone = bone | (rim & (hu2 > -300))
     k = _disk(rules.ring_close_mm, sp)
     closed = ndimage.binary_closing(np.pad(bone, k.shape[0]), structure=k)[k.shape[0]:-k.shape[0], k.shape[0]:-k.shape[0]]
-    inside = ndimage.binary_fill_holes(closed | bone) & ~(closed | bone)
+    inside = fill_holes(closed | bone) & ~(closed | bone)
     area = inside.sum() * sp[0] * sp[1] / 100.0
     if area < rules.min_ring_area_cm2:
         return False
@@ -160,8 +161,6 @@ def _open_arc_deg(bone2: np.ndarray, centre: tuple[float, float], sp: tuple[floa
 def measure_head(hu: np.ndarray, spacing_xyz: tuple[float, float, float], rules: IngestRules,
                  brain: Optional[np.ndarray] = None) -> HeadMeasures:
     """The anatomy measurements of a [Z, Y, X] HU array (see HeadMeasures); `brain` overrides the mask."""
-    from sdpm_cli.preprocess.brainmask import brain_mask_array
-
     s = _stride(spacing_xyz[:2], rules.anatomy_pixel_mm)
     # thin series: every t-th slice (~check_slice_mm apart) measures the same head at a fraction of the cost
     t = slice_stride(float(spacing_xyz[2]), hu.shape[0], rules)
@@ -187,7 +186,7 @@ def measure_head(hu: np.ndarray, spacing_xyz: tuple[float, float, float], rules:
         count = 0
         for z in np.flatnonzero(mask.any(axis=(1, 2))):
             env = ndimage.binary_closing(np.pad(mask[z], pad), structure=k)[pad:-pad, pad:-pad]
-            env = ndimage.binary_fill_holes(env)
+            env = fill_holes(env)
             core = ndimage.binary_erosion((sub[z] >= lo) & (sub[z] <= hi), structure=np.ones((3, 3), bool))
             count += int(np.count_nonzero(env & core))
         dense_ml = count * vox_ml
@@ -210,7 +209,7 @@ def measure_head(hu: np.ndarray, spacing_xyz: tuple[float, float, float], rules:
             if nl == 0:
                 continue
             big = lab == (1 + int(np.argmax(np.bincount(lab.ravel())[1:])))
-            big = ndimage.binary_fill_holes(big)
+            big = fill_holes(big)
             cy, cx = (float(c.mean()) for c in np.nonzero(big))
             arc = _open_arc_deg(big & (sub[z] > rules.ring_bone_hu), (cy, cx), sp)
             max_arc = max(max_arc, arc)
@@ -293,7 +292,7 @@ def looks_skull_stripped(arr: np.ndarray, rules: IngestRules) -> tuple[bool, np.
     if not -10.0 <= med <= 80.0:
         return False, tissue, f"foreground median {med:.0f} HU is not brain"
     for z in np.flatnonzero(tissue.any(axis=(1, 2))):
-        tissue[z] = ndimage.binary_fill_holes(tissue[z])
+        tissue[z] = fill_holes(tissue[z])
     return True, tissue, ""
 
 

@@ -25,8 +25,9 @@ from sdpm_cli.ingest.study import SeriesInfo, SliceRef, Study, Survey
 log = logging.getLogger(__name__)
 
 
-# Pixel data pydicom decodes with numpy alone (no plugin), 3x faster than a GDCM read per file and
-# identical in value (tests decode every syntax both ways); everything else goes to GDCM.
+# Pixel data pydicom decodes itself (uncompressed with numpy, RLE with the pylibjpeg-rle plugin: 4 ms
+# per 512 x 512 slice against 35 ms for pydicom's numpy RLE and 78 ms for a GDCM read), identical in
+# value (tests decode every syntax both ways); everything else goes to GDCM.
 _NUMPY_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.5", ""}
 
 

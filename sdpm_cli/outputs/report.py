@@ -459,7 +459,8 @@ def segmentation_lesion_rows(seg: Any) -> list[dict]:
         per_class = {name: calib.get(seg.mode, name) for name in CLASSES.values()}
         per_class = {k: v for k, v in per_class.items() if v is not None} or None
     probs = getattr(seg, "probs", None)
-    return lesion_rows(seg.labels, getattr(seg.study, "image", None), probs=probs, calibration=per_class)
+    return lesion_rows(seg.labels, getattr(seg.study, "image", None), getattr(seg, "brain", None), probs=probs,
+                       calibration=per_class)
 
 
 def report_from_segmentation(

@@ -117,6 +117,7 @@ class Prepared:
     brain_volume_ml: float = 0.0  # native-grid brain mask volume (a QC figure)
     warnings: list[str] = field(default_factory=list)
     slabs: Optional[Slabs] = None  # thin series read as slabs (grid.native_* are then the slab grid)
+    brain_native: Optional[np.ndarray] = field(default=None, repr=False)  # uint8 [Z, Y, X] on grid.native_*
 
     def set_source_geometry(self, image: sitk.Image) -> sitk.Image:
         """Stamp the source grid's geometry (what every output is written on) on a source-shape image."""
@@ -196,6 +197,7 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
         brain_volume_ml=n_brain * voxel_ml,
         warnings=warnings,
         slabs=slabs,
+        brain_native=brain_native,
     )
 
 

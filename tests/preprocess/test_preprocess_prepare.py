@@ -43,6 +43,23 @@ def test_brain_mask_covers_the_interior_and_nothing_outside(gap_mm):
     assert m[h.bleed].all() and m[h.calc].all()  # hemorrhage and calcification are intracranial
 
 
+def test_fill_holes_is_scipys_exactly():
+    """The labelling fill (brain mask, head checks) is scipy's binary_fill_holes pixel for pixel:
+    speckle, opened blobs, rings touching the border, empty and full masks."""
+    from sdpm_cli.preprocess.brainmask import fill_holes
+
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((5, 7), bool), np.ones((5, 7), bool)]
+    for i in range(200):
+        shape = tuple(int(v) for v in rng.integers(1, 48, 2))
+        m = rng.random(shape) < rng.uniform(0.1, 0.9)
+        masks.append(ndimage.binary_opening(m) if i % 2 else m)
+    yy, xx = np.mgrid[:64, :64]
+    masks.append((np.hypot(yy - 40, xx - 40) > 20) & (np.hypot(yy - 40, xx - 40) < 26))  # ring cut by the border
+    for m in masks:
+        np.testing.assert_array_equal(fill_holes(m), ndimage.binary_fill_holes(m))
+
+
 def test_brain_mask_without_skull_is_empty():
     img = sitk.GetImageFromArray(np.full((3, 64, 64), 30, np.int16))
     assert sitk.GetArrayFromImage(brain_mask(img)).sum() == 0
