@@ -67,3 +67,21 @@ def test_a_job_refuses_colliding_outputs_before_any_work(tiny_model, studies, tm
         engine.run_study(StudyJob("s", studies["study0"], {"mask": tmp_path / "m.nii.gz", "dicom_sr": tmp_path / "sr.dcm"}))
     assert not list(tmp_path.iterdir())
     assert study_outputs(Path("/d"), {"report": "r.json"}) == {"mask": Path("/d/mask.nii.gz"), "report": Path("/d/r.json")}
+
+
+def test_the_segmentation_carries_the_brain_mask_preprocessing_used(tiny_model, studies):
+    """The report's lesion locations reuse it instead of extracting the brain again: it must be the
+    skull-based mask of the model's plan, on the study's grid."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from sdpm_cli.ingest import load_study
+    from sdpm_cli.preprocess import brain_mask_array
+
+    engine = Engine(tiny_model, device="cpu", options=SegmentOptions(mode="out"))
+    study = load_study(studies["study0"])
+    seg = engine.segment(study)
+    assert seg.brain is not None and seg.brain.GetSize() == study.image.GetSize()
+    assert seg.brain.GetOrigin() == study.image.GetOrigin() and seg.brain.GetDirection() == study.image.GetDirection()
+    want = brain_mask_array(sitk.GetArrayViewFromImage(study.image), study.image.GetSpacing(), engine.model.plan)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(seg.brain), want)
