@@ -376,19 +376,11 @@ def segment_study(
         interval_source=calib.source if calibrated else "",
         stochastic_slices=len(acc.stochastic_slices),
         brain_slices=len(prepared.brain_slices),
-        brain=_skull_based_brain(prepared, study.image) if given_brain is None else None,
+        # the intracranial mask `prepare` made, for what judges lesions against it (location classes):
+        # one mask per study; not for a thin series read as slabs (its mask is on the slab grid)
+        brain=(prepared.set_source_geometry(sitk.GetImageFromArray(prepared.brain_native))
+               if given_brain is None and prepared.slabs is None else None),
     )
-
-
-def _skull_based_brain(prepared, image: sitk.Image) -> Optional[sitk.Image]:
-    """The intracranial mask `prepare` made, on the study's grid, for what judges lesions against it
-    (location classes): one mask per study instead of one per consumer. None for a thin series read as
-    slabs (its mask lives on the slab grid)."""
-    if prepared.slabs is not None or prepared.brain_native is None:
-        return None
-    out = sitk.GetImageFromArray(prepared.brain_native)
-    out.CopyInformation(image)
-    return out
 
 
 @dataclass
