@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,6 +21,9 @@ from sdpm_cli.errors import ModelError, UsageError
 from sdpm_cli.ingest.rules import IngestOptions
 from sdpm_cli.labels import CLASSES, voxel_volume_ml
 from sdpm_cli.modes import DEFAULT_MODE, MODES, UNION_PARTS
+
+if TYPE_CHECKING:
+    from sdpm_cli.preprocess.prepare import NativeProbs
 
 log = logging.getLogger(__name__)
 
@@ -152,18 +155,10 @@ class Segmentation:
     brain_slices: int = 0
     # the skull-based intracranial mask on the study grid (uint8), when preprocessing made one there
     brain: Optional[sitk.Image] = field(default=None, repr=False)
-    # the native probabilities are made on first use (reports, previews, --probabilities): resampling
-    # every class to 512 x 512 costs about 1 s a study that only wants its mask and volumes
-    probs_factory: Optional[Callable[[], np.ndarray]] = field(default=None, repr=False)
-    _probs: Optional[np.ndarray] = field(default=None, repr=False)
-
-    @property
-    def probs(self) -> np.ndarray:
-        """float32 [C, Z, Y, X]: probability of each class (requested mode) on the native grid (for a
-        thin series a SlabExpanded view of the same numbers; np.asarray gives the array)."""
-        if self._probs is None and self.probs_factory is not None:
-            self._probs = self.probs_factory()
-        return self._probs
+    # the native probabilities (preprocess.NativeProbs), resampled from the model grid slice by slice
+    # on first read (the report's lesion rows read their own slices, --probabilities all of them): a
+    # study that only wants its mask and volumes never pays for the 512 x 512 float volumes
+    probs: Optional[NativeProbs] = field(default=None, repr=False)
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -269,6 +264,7 @@ def segment_study(
     from sdpm_cli.model.samplers import make_config
     from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
     from sdpm_cli.preprocess import prepare, probs_to_native
+    from sdpm_cli.preprocess.prepare import NativeProbs
 
     o = (options or SegmentOptions()).with_(**changes)
     o.check()  # before any work
@@ -331,16 +327,6 @@ def segment_study(
                                                ).reshape(*sample_masks.shape[:2], -1).sum(-1)
     inside = None if given_brain is None else np.asarray(given_brain) > 0
 
-    def probs_native():
-        if prepared.slabs is not None and inside is None:  # kept on the slabs, read per source slice
-            from sdpm_cli.preprocess.prepare import SlabExpanded
-
-            return SlabExpanded(probs_to_native(prob_model, prepared, expand=False), prepared.slabs)
-        p = probs_to_native(prob_model, prepared)
-        if inside is not None:
-            p *= inside[None]
-        return p
-
     labels_by_mode = _labels_by_mode_native(masks_model, prepared)
     if inside is not None:  # a given brain mask (user, skull-stripped) bounds the lesions on the native grid
         labels_by_mode = {m: _mask_labels(v, inside) for m, v in labels_by_mode.items()}
@@ -360,7 +346,7 @@ def segment_study(
     return Segmentation(
         labels=labels,
         labels_by_mode=labels_by_mode,
-        probs_factory=probs_native,
+        probs=NativeProbs(prob_model, prepared, inside),
         volumes=volumes,
         study=study,
         model=lm,

@@ -218,6 +218,10 @@ class LocationContext:
         pooled = ndimage.maximum_filter(src, size=tuple(step), origin=tuple(-(step // 2)))
         coarse = pooled[:: step[0], :: step[1], :: step[2]]
         self._coarse_step, self._coarse_off = step, off
+        # a voxel's coarse distance is within this of its exact one (its cell and the table's cell
+        # each start up to step - 1 voxels before them): farther than the exact range by more, the
+        # KD-tree search would find nothing, so it is not run (the same numbers, 3x fewer searches)
+        self._coarse_slack = float(np.linalg.norm((step - 1) * self.spacing)) + 1e-3
         self._coarse = ndimage.distance_transform_edt(~coarse, sampling=self.spacing * step).astype(np.float32) \
             if coarse.any() else np.full(coarse.shape, np.inf, np.float32)
         cav_c = self.cavity[box][:: step[0], :: step[1], :: step[2]]
@@ -276,15 +280,13 @@ class LocationContext:
         if self.tree is None:
             return np.full(len(idx_zyx), np.inf)
         idx = np.asarray(idx_zyx, int).reshape(-1, 3)
-        q = idx * self.spacing
+        c = np.clip((idx - self._coarse_off) // self._coarse_step, 0, np.array(self._coarse.shape) - 1)
+        out = self._coarse[c[:, 0], c[:, 1], c[:, 2]].astype(float)
+        ask = np.flatnonzero(out <= _EXACT_WITHIN_MM + self._coarse_slack)
+        q = idx[ask] * self.spacing
         d_near, j = self.tree.query(q, distance_upper_bound=_EXACT_WITHIN_MM)
-        out = np.empty(len(q))
         near = np.isfinite(d_near)
-        out[near] = _corrected(self.tree.data[j[near]] - q[near], self.spacing)
-        if (~near).any():
-            c = (idx[~near] - self._coarse_off) // self._coarse_step
-            c = np.clip(c, 0, np.array(self._coarse.shape) - 1)
-            out[~near] = self._coarse[c[:, 0], c[:, 1], c[:, 2]]
+        out[ask[near]] = _corrected(self.tree.data[j[near]] - q[near], self.spacing)
         return out
 
     # ---- one lesion -------------------------------------------------------------------------------

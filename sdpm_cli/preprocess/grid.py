@@ -193,10 +193,7 @@ def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Opti
         if len(slices) == 0:
             return out
         if len(slices) < grid.n_slices:
-            part = np.zeros((len(slices),) + out.shape[1:], dtype=out.dtype)
-            small = dataclasses.replace(grid, native_size=(grid.native_size[0], grid.native_size[1], len(slices)))
-            to_native_array(np.ascontiguousarray(model[slices]), small, order=order, out=part)
-            out[slices] = part
+            out[slices] = native_slices(model, grid, slices, order=order, dtype=out.dtype)
             return out
     sub = out[:, ys, xs]
     ndimage.affine_transform(
@@ -211,3 +208,14 @@ def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Opti
         prefilter=False,
     )
     return out
+
+
+def native_slices(model: np.ndarray, grid: ModelGrid, slices, *, order: int, dtype=None) -> np.ndarray:
+    """[len(slices), Y, X]: `to_native_array` of only these model slices (z maps to z, so the values
+    are the ones the whole volume would give; a per-lesion lookup costs its own slices)."""
+    slices = np.asarray(slices, dtype=int)
+    part = np.zeros((len(slices),) + tuple(grid.native_shape[1:]), dtype=model.dtype if dtype is None else dtype)
+    if len(slices) == 0:
+        return part
+    small = dataclasses.replace(grid, native_size=(grid.native_size[0], grid.native_size[1], len(slices)))
+    return to_native_array(np.ascontiguousarray(model[slices]), small, order=order, out=part)

@@ -207,6 +207,31 @@ def test_skull_stripped_image_uses_the_cavity_boundary():
     assert r.location == "intra-axial"
 
 
+@pytest.mark.parametrize("spacing,skull", [((0.5, 0.5, 5.0), True), ((1.0, 1.0, 1.0), True), ((1.0, 1.0, 5.0), False)])
+def test_table_distance_skips_only_searches_that_find_nothing(spacing, skull):
+    """Voxels the coarse field puts far from the table skip the KD-tree search: every distance must
+    be the one the search of every voxel gives (exact near the table, the coarse field beyond)."""
+    from sdpm_cli.postprocess.location import _EXACT_WITHIN_MM, _corrected
+
+    img, lab = head(spacing, ("deep",), skull=skull)
+    brain = None
+    if not skull:
+        brain = sitk.GetImageFromArray((sitk.GetArrayFromImage(img) > -100).astype(np.uint8))
+        brain.CopyInformation(img)
+    ctx = LocationContext(img, brain, sitk.GetArrayFromImage(lab) > 0)
+    assert ctx.table_found == skull
+    vox = np.argwhere(ctx.cavity)[::7]
+    q = vox * ctx.spacing
+    d, j = ctx.tree.query(q, distance_upper_bound=_EXACT_WITHIN_MM)
+    near = np.isfinite(d)
+    want = np.empty(len(q))
+    want[near] = _corrected(ctx.tree.data[j[near]] - q[near], ctx.spacing)
+    c = (vox[~near] - ctx._coarse_off) // ctx._coarse_step
+    want[~near] = ctx._coarse[c[:, 0], c[:, 1], c[:, 2]]
+    assert near.mean() > 0.2 and (~near).mean() > 0.1  # both kinds of voxel are asked
+    np.testing.assert_array_equal(ctx.table_distance(vox), want)
+
+
 def test_thresholds_are_one_frozen_dataclass():
     with pytest.raises(dataclasses.FrozenInstanceError):
         DEFAULT_THRESHOLDS.near_table_mm = 5.0  # type: ignore[misc]

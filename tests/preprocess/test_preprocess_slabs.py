@@ -81,14 +81,36 @@ def test_sparse_resampling_of_masks_is_exact():
     np.testing.assert_array_equal(probs_to_native(m, prep, sparse=True), probs_to_native(m, prep))
 
 
-def test_slab_expanded_view_reads_like_the_expanded_array():
-    from sdpm_cli.preprocess.prepare import SlabExpanded
+def _native_probs_reads_like_probs_to_native(dz: float, with_brain: bool):
+    from sdpm_cli.preprocess.prepare import NativeProbs
 
-    slabs = Slabs.of(sitk.Image(4, 5, 8, sitk.sitkUInt8), 3)
-    a = np.random.default_rng(0).random((2, 3, 5, 4)).astype(np.float32)
-    view, full = SlabExpanded(a, slabs), slabs.expand(a, axis=1)
-    assert view.shape == full.shape == (2, 8, 5, 4)
-    np.testing.assert_array_equal(np.asarray(view), full)
+    image, _ = _thin_head(dz=dz)
+    prep = prepare(image, PreprocessPlan(spacing_mm=2.5, size=96))
+    p = np.random.default_rng(1).random((2,) + prep.x.shape).astype(np.float32)
+    full = probs_to_native(p, prep)
+    inside = None
+    if with_brain:
+        inside = np.zeros(full.shape[1:], bool)
+        inside[:, 20:100, 10:90] = True
+        full = full * inside[None]
+    view = NativeProbs(p, prep, inside)
+    assert view.shape == full.shape and full.shape[1:] == sitk.GetArrayViewFromImage(image).shape
+    Z = full.shape[1]
     for c in (0, 1):
-        np.testing.assert_array_equal(view[c][2:7, 1:4, 0:3], full[c][2:7, 1:4, 0:3])
-        np.testing.assert_array_equal(view[c][5], full[c][5])
+        np.testing.assert_array_equal(view[c][2:7, 30:60, 5:50], full[c][2:7, 30:60, 5:50])
+        np.testing.assert_array_equal(view[c][Z - 1], full[c][Z - 1])
+        np.testing.assert_array_equal(view[c][3:4], full[c][3:4])
+    np.testing.assert_array_equal(np.asarray(view), full)
+    np.testing.assert_array_equal(np.asarray(view[1]), full[1])
+    return prep
+
+
+def test_native_probs_read_per_slice_equal_the_whole_resampled_volume():
+    """The report reads a lesion's own slices; they must be the numbers of the full native volume."""
+    assert _native_probs_reads_like_probs_to_native(5.0, with_brain=False).slabs is None
+    assert _native_probs_reads_like_probs_to_native(5.0, with_brain=True).slabs is None
+
+
+def test_native_probs_of_a_thin_series_read_its_slabs_on_every_source_slice():
+    assert _native_probs_reads_like_probs_to_native(1.0, with_brain=False).slabs is not None
+    assert _native_probs_reads_like_probs_to_native(1.0, with_brain=True).slabs is not None
