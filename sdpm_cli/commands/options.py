@@ -70,15 +70,20 @@ def ingest_options(series: Optional[str] = None, correct_tilt: bool = False, res
 
 
 def threads():
-    return typer.Option(0, "--threads", min=0, help="CPU threads for the network; 0 = all cores (torch's default).")
+    return typer.Option(0, "--threads", min=0, help="CPU threads for the network and the slice-by-slice stages; "
+                                                    "0 = all cores (or OMP_NUM_THREADS where set).")
 
 
 def apply_threads(n: int) -> None:
-    """Bound torch's CPU threads (a pipeline sharing a node runs several studies side by side)."""
+    """Bound torch's CPU threads and the slice-parallel stages (a pipeline sharing a node runs
+    several studies side by side)."""
     if n > 0:
         import torch
 
+        from sdpm_cli.threads import set_cpu_threads
+
         torch.set_num_threads(n)
+        set_cpu_threads(n)
 
 
 def start_run(mode: str, threads: int) -> None:

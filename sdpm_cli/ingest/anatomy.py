@@ -26,6 +26,7 @@ from sdpm_cli.errors import InputRejected
 from sdpm_cli.ingest.checks import slice_stride
 from sdpm_cli.ingest.rules import IngestRules
 from sdpm_cli.preprocess.brainmask import brain_mask_array, fill_holes
+from sdpm_cli.threads import map_slices
 
 # The out-of-domain flags, in the order the report, console and QC picture list them.
 DOMAIN_FLAGS = ("child", "infant_attenuation", "contrast", "skull_defect", "metal", "incomplete_coverage",
@@ -168,7 +169,7 @@ def measure_head(hu: np.ndarray, spacing_xyz: tuple[float, float, float], rules:
     sp = (float(spacing_xyz[1]) * s, float(spacing_xyz[0]) * s)  # (y, x) mm
     sz = float(spacing_xyz[2]) * t
     vox_ml = sp[0] * sp[1] * sz / 1000.0
-    rings = [z for z in range(sub.shape[0]) if _ring_slice(sub[z], sp, rules)]
+    rings = [z for z, ring in enumerate(map_slices(lambda z: _ring_slice(sub[z], sp, rules), range(sub.shape[0]))) if ring]
     if brain is None:
         mask = brain_mask_array(sub, (sp[1], sp[0], sz)).astype(bool)
     else:

@@ -27,6 +27,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from sdpm_cli.preprocess.plan import PreprocessPlan
+from sdpm_cli.threads import map_slices
 
 
 def _disk(r_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
@@ -135,8 +136,8 @@ def brain_mask_array(hu: np.ndarray, spacing_xyz: tuple[float, float, float], pl
     spacing_yx = (float(spacing_xyz[1]), float(spacing_xyz[0]))
     mask = np.zeros(hu.shape, dtype=bool)
     edge = field_edge(hu.shape[1:])
-    for z in range(hu.shape[0]):
-        mask[z] = intracranial_slice(hu[z], spacing_yx, plan, edge)
+    for z, m in enumerate(map_slices(lambda z: intracranial_slice(hu[z], spacing_yx, plan, edge), range(hu.shape[0]))):
+        mask[z] = m
     if not mask.any():
         return mask.astype(np.uint8)
     # 6-connectivity: a thin diagonal bridge does not join regions. uint16 labels keep thin-slice
@@ -156,8 +157,9 @@ def brain_mask_array(hu: np.ndarray, spacing_xyz: tuple[float, float, float], pl
         keep[0] = False
         mask = keep[lab]
     del lab
-    for z in np.flatnonzero(mask.any(axis=(1, 2))):
-        mask[z] = fill_holes(mask[z])
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    for z, m in zip(zs, map_slices(lambda z: fill_holes(mask[z]), zs)):
+        mask[z] = m
     return mask.astype(np.uint8)
 
 

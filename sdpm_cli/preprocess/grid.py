@@ -23,6 +23,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from sdpm_cli.threads import map_slices
+
 
 @dataclass
 class ModelGrid:
@@ -149,7 +151,7 @@ def to_model_array(
     if ys.stop <= ys.start or xs.stop <= xs.start:
         out.fill(cval)
         return out
-    for z0 in range(0, grid.n_slices, chunk):  # z is never mixed: chunks bound the float32 working set
+    def one_chunk(z0: int) -> None:  # z is never mixed: chunks bound the float32 working set and run side by side
         crop = np.array(native[z0 : z0 + chunk, ys, xs], dtype=np.float32)
         if clip is not None:
             np.clip(crop, clip[0], clip[1], out=crop)
@@ -166,6 +168,8 @@ def to_model_array(
             cval=cval,
             prefilter=False,
         )
+
+    map_slices(one_chunk, range(0, grid.n_slices, chunk))
     return out
 
 
