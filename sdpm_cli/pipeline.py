@@ -263,7 +263,7 @@ def segment_study(
     from sdpm_cli.ingest import load_study
     from sdpm_cli.model.samplers import make_config
     from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
-    from sdpm_cli.preprocess import prepare, probs_to_native
+    from sdpm_cli.preprocess import prepare
     from sdpm_cli.preprocess.prepare import NativeProbs
 
     o = (options or SegmentOptions()).with_(**changes)
