@@ -92,25 +92,18 @@ class Comparison:
 # ---------------------------------------------------------------------------------------- scans
 def lesion_id_map(labels: sitk.Image, rows: list[dict]) -> np.ndarray:
     """Voxel -> report row id, using the components `lesion_rows` numbered (same order, same sizes)."""
-    from scipy import ndimage
+    from sdpm_cli.labels import as_label_array
+    from sdpm_cli.postprocess.lesions import label_components
 
-    from sdpm_cli.evaluate.metrics import components
-    from sdpm_cli.postprocess.lesions import measure_lesions
-
-    arr = sitk.GetArrayViewFromImage(labels)
-    measured = sorted((les for les in measure_lesions(labels).lesions if les.label in CLASSES),
-                      key=lambda les: (les.label, les.id))
-    if len(measured) != len(rows):
+    arr, _ = as_label_array(labels)
+    comps = [c for c in label_components(arr) if c.label in CLASSES]
+    if len(comps) != len(rows):
         raise RuntimeError("lesion rows do not match the label image")
-    key_to_row = {(les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels): r["id"]
-                  for les, r in zip(measured, rows)}
     out = np.zeros(arr.shape, np.int32)
-    for label in {les.label for les in measured}:
-        comp, _ = components(arr == label)
-        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            sub = comp[sl] == k
-            box = ((sl[2].start, sl[1].start, sl[0].start), (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1))
-            out[sl][sub] = key_to_row[(label, box, int(sub.sum()))]
+    for c, r in zip(comps, rows):
+        if (c.label, c.n_voxels) != (r["label"], r["n_voxels"]):
+            raise RuntimeError("lesion rows do not match the label image")
+        out[c.crop][c.mask] = r["id"]
     return out
 
 

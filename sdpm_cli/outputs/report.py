@@ -238,33 +238,25 @@ def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain
     diffusion samples agree), and, with `calibration` (class name -> ClassCalibration), the
     calibrated interval of its volume and a `low_confidence` flag (postprocess.uncertainty).
     """
-    from scipy import ndimage
-
-    from sdpm_cli.evaluate.metrics import components
     from sdpm_cli.postprocess.abc2 import abc2_ml
-    from sdpm_cli.postprocess.lesions import measure_lesions
+    from sdpm_cli.labels import as_label_array
+    from sdpm_cli.postprocess.lesions import label_components, measure_lesions
 
-    measured = measure_lesions(labels)
-    arr = sitk.GetArrayViewFromImage(labels)
+    arr, _ = as_label_array(labels)
+    comps = label_components(arr)  # labelled once: volumes, ABC/2 masks and locations share them
+    measured = measure_lesions(labels, components=comps)
     spacing = labels.GetSpacing()
-    # the same components again, keyed by (label, inclusive x/y/z box, size), for the ABC/2 masks
-    masks: dict[tuple, np.ndarray] = {}
-    for label in {les.label for les in measured.lesions}:
-        comp, _ = components(arr == label)
-        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            sub = comp[sl] == k
-            box = ((sl[2].start, sl[1].start, sl[0].start), (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1))
-            masks[(label, box, int(sub.sum()))] = sub
+    masks = {c.key: c.mask for c in comps}
     located = {}
     if image_hu is not None and measured.lesions:
         from sdpm_cli.postprocess.location import classify_lesions
 
-        located = {r.key: r for r in classify_lesions(labels, image_hu, brain)}
+        located = {r.key: r for r in classify_lesions(labels, image_hu, brain, components=comps)}
     rows = []
     for les in sorted(measured.lesions, key=lambda les: (les.label, les.id)):
         if les.label not in CLASSES:
             continue  # other label values are refused upstream; never reported as a class
-        sub = masks.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
+        sub = masks.get(les.key)
         rows.append(
             {
                 "id": len(rows) + 1,
@@ -278,7 +270,7 @@ def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain
                 "n_voxels": int(les.n_voxels),
             }
         )
-        loc = located.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
+        loc = located.get(les.key)
         if loc is not None:
             rows[-1].update(loc.to_dict())
         if probs is not None and sub is not None:

@@ -43,6 +43,11 @@ class Lesion:
     location_reason: Optional[str] = None
     location_evidence: Optional[dict] = None
 
+    @property
+    def key(self) -> tuple:
+        """(label, inclusive x/y/z box, voxels), as `Component.key` and `LocationResult.key`."""
+        return (self.label, tuple(tuple(b) for b in self.bbox_index), self.n_voxels)
+
 
 @dataclass
 class LabelVolume:
@@ -95,51 +100,113 @@ def _bbox_mm(image: sitk.Image, lo: tuple[int, ...], hi: tuple[int, ...]) -> tup
     return tuple(float(v) for v in corners.min(axis=0)), tuple(float(v) for v in corners.max(axis=0))
 
 
-def measure_lesions(label: sitk.Image, *, min_voxels: int = 1, classes: Optional[dict[int, str]] = None) -> LesionReport:
+@dataclass(frozen=True)
+class Component:
+    """One lesion as a voxel set: a 26-connected component of one label value, numbered 1.. per
+    label, largest first (ties by the z, y, x of its box's first corner). Every consumer (volumes,
+    report rows, ABC/2, locations, the compare view's id map) reads these, so they cannot disagree."""
+
+    label: int
+    id: int
+    n_voxels: int
+    lo: tuple[int, int, int]  # inclusive (x, y, z) box
+    hi: tuple[int, int, int]
+    crop: tuple[slice, slice, slice]  # (z, y, x) slices of the label array holding the box
+    mask: np.ndarray  # bool, the component inside `crop`
+
+    @property
+    def key(self) -> tuple:
+        """(label, inclusive x/y/z box, voxels): how rows, locations and lesions are matched."""
+        return (self.label, (self.lo, self.hi), self.n_voxels)
+
+
+def label_counts(arr: np.ndarray) -> dict[int, int]:
+    """Voxels per non-zero value of a non-negative integer label array (a count, not a sort, when
+    the values are small, as lesion labels are)."""
+    vals = np.asarray(arr)[np.asarray(arr) != 0]  # lesion voxels only: few, whatever the head's size
+    if vals.size == 0:
+        return {}
+    if vals.max() < 65536:
+        counts = np.bincount(vals)
+        return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+    uniq, counts = np.unique(vals, return_counts=True)
+    return {int(v): int(n) for v, n in zip(uniq, counts)}
+
+
+def label_components(arr: np.ndarray, min_voxels: int = 1, values: Optional[list[int]] = None) -> list[Component]:
+    """Every lesion of a label array [Z, Y, X] with at least `min_voxels` voxels, by label then id.
+
+    Components are labelled inside the box of the non-zero voxels only (lesions are a small part of
+    a head), which gives the same components, sizes and numbering as labelling the whole array."""
+    arr = np.asarray(arr)
+    values = sorted(label_counts(arr) if values is None else values)
+    out: list[Component] = []
+    if not values:
+        return out
+    nz = arr != 0
+    box = []
+    for ax in range(arr.ndim):
+        hit = np.flatnonzero(nz.any(axis=tuple(a for a in range(arr.ndim) if a != ax)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
+    del nz
+    sub_arr = arr[tuple(box)]
+    z0, y0, x0 = (b.start for b in box)
+    for v in values:
+        comp, _ = ndimage.label(sub_arr == v, structure=CONNECTIVITY_26)
+        found = []
+        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
+            if sl is None:
+                continue
+            m = comp[sl] == k
+            n = int(np.count_nonzero(m))
+            if n < min_voxels:
+                continue
+            crop = (slice(sl[0].start + z0, sl[0].stop + z0), slice(sl[1].start + y0, sl[1].stop + y0),
+                    slice(sl[2].start + x0, sl[2].stop + x0))
+            lo = (crop[2].start, crop[1].start, crop[0].start)
+            hi = (crop[2].stop - 1, crop[1].stop - 1, crop[0].stop - 1)
+            found.append((n, lo, hi, crop, m))
+        del comp
+        found.sort(key=lambda f: (-f[0], f[1][::-1]))
+        out += [Component(v, i, n, lo, hi, crop, m) for i, (n, lo, hi, crop, m) in enumerate(found, start=1)]
+    return out
+
+
+def measure_lesions(label: sitk.Image, *, min_voxels: int = 1, classes: Optional[dict[int, str]] = None,
+                    components: Optional[list[Component]] = None) -> LesionReport:
     """Volume per label (the lesion classes always listed, 0 mL if absent; other labels by number)
-    and every 26-connected lesion with at least `min_voxels` voxels."""
+    and every 26-connected lesion with at least `min_voxels` voxels (`components`: those of
+    `label_components(label's array, min_voxels)`, when the caller has them already)."""
     arr, notes = as_label_array(label)
     classes = CLASSES if classes is None else classes
     voxel_ml = voxel_volume_ml(label)
-    present = [int(v) for v in np.unique(arr) if v != 0]
-    values = sorted(set(classes) | set(present))
+    counts = label_counts(arr)
+    values = sorted(set(classes) | set(counts))
+    comps = label_components(arr, min_voxels, list(counts)) if components is None else components
     labels: list[LabelVolume] = []
     lesions: list[Lesion] = []
     for v in values:
-        mask = arr == v
-        n_total = int(np.count_nonzero(mask))
+        n_total = counts.get(v, 0)
         found: list[Lesion] = []
-        if n_total:
-            comp, n = ndimage.label(mask, structure=CONNECTIVITY_26)
-            zyx = np.nonzero(comp)
-            ids = comp[zyx]
-            counts = np.bincount(ids, minlength=n + 1)
-            sums = [np.bincount(ids, weights=c.astype(np.float64), minlength=n + 1) for c in zyx]
-            for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-                if sl is None or counts[k] < min_voxels:
-                    continue
-                c_xyz = tuple(float(sums[a][k] / counts[k]) for a in (2, 1, 0))
-                lo = (sl[2].start, sl[1].start, sl[0].start)
-                hi = (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1)
-                found.append(
-                    Lesion(
-                        label=v,
-                        name=classes.get(v, f"label {v}"),
-                        id=0,
-                        n_voxels=int(counts[k]),
-                        volume_ml=int(counts[k]) * voxel_ml,
-                        centroid_mm=tuple(float(p) for p in label.TransformContinuousIndexToPhysicalPoint(c_xyz)),
-                        centroid_index=c_xyz,
-                        bbox_index=(lo, hi),
-                        bbox_mm=_bbox_mm(label, lo, hi),
-                        slices=(lo[2], hi[2]),
-                    )
+        for c in comps:
+            if c.label != v:
+                continue
+            zyx = np.nonzero(c.mask)
+            c_xyz = tuple(float((zyx[a].sum() + c.n_voxels * c.crop[a].start) / c.n_voxels) for a in (2, 1, 0))
+            found.append(
+                Lesion(
+                    label=v,
+                    name=classes.get(v, f"label {v}"),
+                    id=c.id,
+                    n_voxels=c.n_voxels,
+                    volume_ml=c.n_voxels * voxel_ml,
+                    centroid_mm=tuple(float(p) for p in label.TransformContinuousIndexToPhysicalPoint(c_xyz)),
+                    centroid_index=c_xyz,
+                    bbox_index=(c.lo, c.hi),
+                    bbox_mm=_bbox_mm(label, c.lo, c.hi),
+                    slices=(c.lo[2], c.hi[2]),
                 )
-            del comp
-        # largest first; ties by position so the order is stable
-        found.sort(key=lambda les: (-les.n_voxels, les.bbox_index[0][::-1]))
-        for i, les in enumerate(found, start=1):
-            les.id = i
+            )
         lesions += found
         labels.append(LabelVolume(v, classes.get(v, f"label {v}"), n_total, n_total * voxel_ml, len(found)))
     return LesionReport(
@@ -201,7 +268,7 @@ def add_locations(report: LesionReport, label: sitk.Image, image_hu: sitk.Image,
         return report
     found = {r.key: r for r in classify_lesions(label, image_hu, brain)}
     for les in report.lesions:
-        r = found.get((les.label, tuple(tuple(b) for b in les.bbox_index), les.n_voxels))
+        r = found.get(les.key)
         if r is not None:
             les.location, les.location_reason, les.location_evidence = r.location, r.reason, dict(r.evidence)
     return report

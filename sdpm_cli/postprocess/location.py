@@ -56,7 +56,6 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from sdpm_cli.errors import InputRejected
-from sdpm_cli.labels import CONNECTIVITY_26
 
 LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
 _EXACT_WITHIN_MM = 15.0  # table distances nearer than this are exact (KD-tree), farther ones from a coarse field
@@ -427,27 +426,6 @@ def decide(ev: dict[str, Optional[float]], t: LocationThresholds = DEFAULT_THRES
     return "intra-axial", "none of the extra-axial, intraventricular or subarachnoid patterns"
 
 
-def lesion_components(arr: np.ndarray, min_voxels: int = 1):
-    """Yield (label, id, n_voxels, bbox_index (x, y, z inclusive), crop slices, bool crop) for every
-    26-connected lesion, numbered as `postprocess.lesions.measure_lesions` numbers them."""
-    for v in sorted(int(x) for x in np.unique(arr) if x != 0):
-        comp, _ = ndimage.label(arr == v, structure=CONNECTIVITY_26)
-        found = []
-        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            if sl is None:
-                continue
-            sub = comp[sl] == k
-            nvox = int(sub.sum())
-            if nvox < min_voxels:
-                continue
-            lo = (sl[2].start, sl[1].start, sl[0].start)
-            hi = (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1)
-            found.append((nvox, lo, hi, sl, sub))
-        found.sort(key=lambda f: (-f[0], f[1][::-1]))
-        for i, (nvox, lo, hi, sl, sub) in enumerate(found, start=1):
-            yield v, i, nvox, (lo, hi), sl, sub
-
-
 def classify_lesions(
     labels: sitk.Image,
     image_hu: sitk.Image,
@@ -455,26 +433,30 @@ def classify_lesions(
     *,
     thresholds: LocationThresholds = DEFAULT_THRESHOLDS,
     min_voxels: int = 1,
+    components: Optional[list] = None,
 ) -> list[LocationResult]:
     """The location class of every lesion of `labels` (on the grid of `image_hu`), with its evidence.
 
     Results come in the order of `measure_lesions(labels).lesions` (by label, then largest first).
     The brain (intracranial) mask is computed with `brain_mask` when not given, and only when there
-    is a lesion to classify.
+    is a lesion to classify. `components`: `postprocess.lesions.label_components` of the labels'
+    array (with `min_voxels`), when the caller has them already.
     """
     from sdpm_cli.evaluate.cases import grid_mismatch
     from sdpm_cli.labels import as_label_array
+    from sdpm_cli.postprocess.lesions import label_components
 
     arr, _ = as_label_array(labels)
     why = grid_mismatch(labels, image_hu)
     if why:
         raise InputRejected(f"lesion location: the CT is not on the mask's grid ({why})")
-    comps = list(lesion_components(arr, min_voxels))
+    comps = label_components(arr, min_voxels) if components is None else components
     if not comps:
         return []
     ctx = LocationContext(image_hu, brain, arr > 0, thresholds)
     out = []
-    for v, i, nvox, bbox, sl, sub in comps:
-        loc, why, ev = ctx.classify(sub, tuple(s.start for s in sl))
-        out.append(LocationResult(label=v, id=i, n_voxels=nvox, bbox_index=bbox, location=loc, reason=why, evidence=ev))
+    for c in comps:
+        loc, why, ev = ctx.classify(c.mask, tuple(s.start for s in c.crop))
+        out.append(LocationResult(label=c.label, id=c.id, n_voxels=c.n_voxels, bbox_index=(c.lo, c.hi), location=loc,
+                                  reason=why, evidence=ev))
     return out

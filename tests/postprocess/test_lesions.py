@@ -133,3 +133,55 @@ def test_csv_rows():
     row = dict(zip(CSV_COLUMNS, lines[3].split(",")))
     assert row["kind"] == "lesion" and row["name"] == "hemorrhage" and row["slice_first"] == row["slice_last"] == "1"
     assert float(row["volume_ml"]) == pytest.approx(4 * 0.7 * 0.9 * 4.0 / 1000)
+
+
+def _whole_array_reference(arr: np.ndarray, min_voxels: int = 1) -> list[tuple]:
+    """Components as measure_lesions found them before label_components: the whole array labelled
+    per value, numbered largest first (ties by z, y, x of the box corner), centroid from all voxels."""
+    from scipy import ndimage
+
+    from sdpm_cli.labels import CONNECTIVITY_26
+
+    out = []
+    for v in sorted(int(x) for x in np.unique(arr) if x != 0):
+        comp, _ = ndimage.label(arr == v, structure=CONNECTIVITY_26)
+        found = []
+        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
+            zyx = np.nonzero(comp == k)
+            n = zyx[0].size
+            if n < min_voxels:
+                continue
+            lo = (sl[2].start, sl[1].start, sl[0].start)
+            hi = (sl[2].stop - 1, sl[1].stop - 1, sl[0].stop - 1)
+            cen = tuple(float(zyx[a].astype(np.float64).sum() / n) for a in (2, 1, 0))
+            found.append((n, lo, hi, cen))
+        found.sort(key=lambda f: (-f[0], f[1][::-1]))
+        out += [(v, i, n, lo, hi, cen) for i, (n, lo, hi, cen) in enumerate(found, start=1)]
+    return out
+
+
+def test_components_inside_the_lesion_box_equal_labelling_the_whole_array():
+    """label_components labels only the box of the non-zero voxels; ids, sizes, boxes and centroids
+    must be those of labelling the whole array (every report consumer keys lesions by them)."""
+    from sdpm_cli.postprocess.lesions import label_components
+
+    rng = np.random.default_rng(5)
+    for trial in range(6):
+        arr = np.zeros((9, 40, 50), np.uint8)
+        sub = (rng.random((5, 21, 27)) < 0.08 + 0.04 * trial) * rng.integers(1, 4, (5, 21, 27))
+        z, y, x = rng.integers(0, 4), rng.integers(0, 19), rng.integers(0, 23)
+        arr[z : z + 5, y : y + 21, x : x + 27] = sub
+        arr[z + 1, y + 1, x + 1] = arr[z + 3, y + 1, x + 1] = 2  # two single voxels: a size tie
+        for min_vox in (1, 2):
+            comps = label_components(arr, min_vox)
+            ref = _whole_array_reference(arr, min_vox)
+            assert [(c.label, c.id, c.n_voxels, c.lo, c.hi) for c in comps] == [r[:5] for r in ref]
+            for c in comps:
+                full = np.zeros(arr.shape, bool)
+                full[c.crop][c.mask] = True
+                assert np.all(arr[full] == c.label)
+            img = sitk.GetImageFromArray(arr)
+            rep = measure_lesions(img, min_voxels=min_vox)
+            assert [(les.label, les.id, les.n_voxels, les.centroid_index) for les in rep.lesions] == \
+                [(r[0], r[1], r[2], r[5]) for r in ref]
+    assert label_components(np.zeros((3, 4, 5), np.uint8)) == []
