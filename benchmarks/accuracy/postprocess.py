@@ -44,6 +44,28 @@ def _components(pred: np.ndarray, truth: np.ndarray, prob, voxel_ml: float, dz: 
             "truth_vox": int(np.count_nonzero(truth)), "voxel_ml": voxel_ml}
 
 
+def _score(cases: list[dict], rule: ComponentRule) -> tuple[list[float], list[float], float]:
+    """One rule on a class's component tables: Dice per case with the class, false-positive mL per
+    case without it, and the true-positive mL kept."""
+    dice, fp, kept = [], [], 0.0
+    for case in cases:
+        comps, vml = case["comps"], case["voxel_ml"]
+        keep = np.array([rule.passes(int(k[0]), vml, k[1], None if np.isnan(k[2]) else float(k[2])) for k in comps], bool)
+        p_vox, tp = float(comps[keep, 0].sum()), float(comps[keep, 3].sum())
+        if case["truth_vox"]:
+            dice.append(2 * tp / (p_vox + case["truth_vox"]))
+        else:
+            fp.append(p_vox * vml)
+        kept += tp * vml
+    return dice, fp, kept
+
+
+def _fmt(v: dict) -> str:
+    dice = "-" if v["dice"] is None else f"{v['dice']:.3f}"
+    fp = "-" if v["fp_ml"] is None else f"{v['fp_ml']:.2f}"
+    return f"Dice {dice} (n {v['n_with']}), FP {fp} mL (n {v['n_without']})"
+
+
 def apply_folder(flt: LesionFilter, src: Path, dst: Path) -> None:
     """Filter every label file of `src` into `dst` (the same rule the pipeline applies to SDPM)."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -115,7 +137,8 @@ def main() -> None:
             voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
             dz = float(labels.GetSpacing()[2])
             for c in CLASSES:
-                tables[c].append(_components(pred == c, truth == c, None if prob is None else prob[c - 1], voxel_ml, dz))
+                tables[c].append({**_components(pred == c, truth == c, None if prob is None else prob[c - 1], voxel_ml, dz),
+                                  "folder": folder})
             n += 1
             print(f"{folder}/{pair.case} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     dice = {c: [[] for _ in cands] for c in CLASSES}
@@ -123,16 +146,8 @@ def main() -> None:
     kept = {c: np.zeros(len(cands)) for c in CLASSES}
     tp_total = {c: sum(float(case["comps"][:, 3].sum()) * case["voxel_ml"] for case in tables[c]) for c in CLASSES}
     for c in CLASSES:
-        for case in tables[c]:
-            comps, vml = case["comps"], case["voxel_ml"]
-            for i, rule in enumerate(cands):
-                keep = np.array([rule.passes(int(k[0]), vml, k[1], None if np.isnan(k[2]) else float(k[2])) for k in comps], bool)
-                p_vox, tp = float(comps[keep, 0].sum()), float(comps[keep, 3].sum())
-                if case["truth_vox"]:
-                    dice[c][i].append(2 * tp / (p_vox + case["truth_vox"]))
-                else:
-                    fp[c][i].append(p_vox * vml)
-                kept[c][i] += tp * vml
+        for i, rule in enumerate(cands):
+            dice[c][i], fp[c][i], kept[c][i] = _score(tables[c], rule)
     table, chosen = {}, {}
     for c, name in CLASSES.items():
         rows = []
@@ -152,9 +167,21 @@ def main() -> None:
             mark = " <- chosen" if r is pick else ""
             print(f"{'':{len(name) + 1}} {r['min_ml']:7.1f} {r['min_extent_mm']:7.0f} {r['min_peak_prob']:6.2f} {r['dice'] or 0:6.3f} "
                   f"{r['fp_ml'] or 0:7.2f} {r['tp_kept'] or 0:8.3f}{mark}")
+    by_folder = {}  # the chosen rule on each data folder alone (families apart)
+    for c, name in CLASSES.items():
+        for folder in dict.fromkeys(case.get("folder") for case in tables[c]):
+            if folder is None:
+                continue  # tables of an earlier run without folders
+            d, f, _ = _score([case for case in tables[c] if case.get("folder") == folder], chosen[name])
+            by_folder.setdefault(folder, {})[name] = {"dice": float(np.mean(d)) if d else None, "n_with": len(d),
+                                                      "fp_ml": float(np.mean(f)) if f else None, "n_without": len(f)}
+    if by_folder:
+        print("\nthe chosen rules per data folder (Dice over studies with the class; FP mL over studies without):")
+        for folder, per in by_folder.items():
+            print(f"  {folder}: " + "; ".join(f"{name} {_fmt(v)}" for name, v in per.items()))
     chosen = LesionFilter(chosen).to_dict()  # the header's form (no peak criterion: no key)
     result = {"model": str(lm.path) if lm else None, "pred": args.pred, "sha256": lm.sha256 if lm else None, "data": args.data, "mode": args.mode, "n_cases": n,
-              "dice_tolerance": args.dice_tolerance, "chosen": chosen, "table": table, "refused": refused,
+              "dice_tolerance": args.dice_tolerance, "chosen": chosen, "table": table, "by_folder": by_folder, "refused": refused,
               "components": {name: [{**case, "comps": case["comps"].tolist()} for case in tables[c]] for c, name in CLASSES.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
