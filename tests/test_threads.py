@@ -10,6 +10,7 @@ from sdpm_cli import threads
 
 @pytest.fixture
 def restore_threads():
+    threads.set_cpu_threads(0)  # an in-process CLI test (--threads 1) may have set the bound before
     yield
     threads.set_cpu_threads(0)
 

@@ -93,7 +93,7 @@ class Comparison:
 def lesion_id_map(labels: sitk.Image, rows: list[dict]) -> np.ndarray:
     """Voxel -> report row id, using the components `lesion_rows` numbered (same order, same sizes)."""
     from sdpm_cli.labels import as_label_array
-    from sdpm_cli.postprocess.lesions import label_components
+    from sdpm_cli.postprocess.components import label_components
 
     arr, _ = as_label_array(labels)
     comps = [c for c in label_components(arr) if c.label in CLASSES]

@@ -240,7 +240,8 @@ def lesion_rows(labels: sitk.Image, image_hu: Optional[sitk.Image] = None, brain
     """
     from sdpm_cli.postprocess.abc2 import abc2_ml
     from sdpm_cli.labels import as_label_array
-    from sdpm_cli.postprocess.lesions import label_components, measure_lesions
+    from sdpm_cli.postprocess.components import label_components
+    from sdpm_cli.postprocess.lesions import measure_lesions
 
     arr, _ = as_label_array(labels)
     comps = label_components(arr)  # labelled once: volumes, ABC/2 masks and locations share them

@@ -19,9 +19,9 @@ from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from sdpm_cli.labels import CLASSES, CONNECTIVITY_26, as_label_array, voxel_volume_ml  # noqa: F401 - re-exported
+from sdpm_cli.postprocess.components import Component, label_components, label_counts  # noqa: F401 - re-exported
 
 CONNECTIVITY = 26
 
@@ -98,78 +98,6 @@ def _bbox_mm(image: sitk.Image, lo: tuple[int, ...], hi: tuple[int, ...]) -> tup
         [image.TransformContinuousIndexToPhysicalPoint([float(v) for v in c]) for c in itertools.product(*zip(lo, hi))]
     )
     return tuple(float(v) for v in corners.min(axis=0)), tuple(float(v) for v in corners.max(axis=0))
-
-
-@dataclass(frozen=True)
-class Component:
-    """One lesion as a voxel set: a 26-connected component of one label value, numbered 1.. per
-    label, largest first (ties by the z, y, x of its box's first corner). Every consumer (volumes,
-    report rows, ABC/2, locations, the compare view's id map) reads these, so they cannot disagree."""
-
-    label: int
-    id: int
-    n_voxels: int
-    lo: tuple[int, int, int]  # inclusive (x, y, z) box
-    hi: tuple[int, int, int]
-    crop: tuple[slice, slice, slice]  # (z, y, x) slices of the label array holding the box
-    mask: np.ndarray  # bool, the component inside `crop`
-
-    @property
-    def key(self) -> tuple:
-        """(label, inclusive x/y/z box, voxels): how rows, locations and lesions are matched."""
-        return (self.label, (self.lo, self.hi), self.n_voxels)
-
-
-def label_counts(arr: np.ndarray) -> dict[int, int]:
-    """Voxels per non-zero value of a non-negative integer label array (a count, not a sort, when
-    the values are small, as lesion labels are)."""
-    vals = np.asarray(arr)[np.asarray(arr) != 0]  # lesion voxels only: few, whatever the head's size
-    if vals.size == 0:
-        return {}
-    if vals.max() < 65536:
-        counts = np.bincount(vals)
-        return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
-    uniq, counts = np.unique(vals, return_counts=True)
-    return {int(v): int(n) for v, n in zip(uniq, counts)}
-
-
-def label_components(arr: np.ndarray, min_voxels: int = 1, values: Optional[list[int]] = None) -> list[Component]:
-    """Every lesion of a label array [Z, Y, X] with at least `min_voxels` voxels, by label then id.
-
-    Components are labelled inside the box of the non-zero voxels only (lesions are a small part of
-    a head), which gives the same components, sizes and numbering as labelling the whole array."""
-    arr = np.asarray(arr)
-    values = sorted(label_counts(arr) if values is None else values)
-    out: list[Component] = []
-    if not values:
-        return out
-    nz = arr != 0
-    box = []
-    for ax in range(arr.ndim):
-        hit = np.flatnonzero(nz.any(axis=tuple(a for a in range(arr.ndim) if a != ax)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
-    del nz
-    sub_arr = arr[tuple(box)]
-    z0, y0, x0 = (b.start for b in box)
-    for v in values:
-        comp, _ = ndimage.label(sub_arr == v, structure=CONNECTIVITY_26)
-        found = []
-        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            if sl is None:
-                continue
-            m = comp[sl] == k
-            n = int(np.count_nonzero(m))
-            if n < min_voxels:
-                continue
-            crop = (slice(sl[0].start + z0, sl[0].stop + z0), slice(sl[1].start + y0, sl[1].stop + y0),
-                    slice(sl[2].start + x0, sl[2].stop + x0))
-            lo = (crop[2].start, crop[1].start, crop[0].start)
-            hi = (crop[2].stop - 1, crop[1].stop - 1, crop[0].stop - 1)
-            found.append((n, lo, hi, crop, m))
-        del comp
-        found.sort(key=lambda f: (-f[0], f[1][::-1]))
-        out += [Component(v, i, n, lo, hi, crop, m) for i, (n, lo, hi, crop, m) in enumerate(found, start=1)]
-    return out
 
 
 def measure_lesions(label: sitk.Image, *, min_voxels: int = 1, classes: Optional[dict[int, str]] = None,

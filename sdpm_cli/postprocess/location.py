@@ -444,7 +444,7 @@ def classify_lesions(
     """
     from sdpm_cli.evaluate.cases import grid_mismatch
     from sdpm_cli.labels import as_label_array
-    from sdpm_cli.postprocess.lesions import label_components
+    from sdpm_cli.postprocess.components import label_components
 
     arr, _ = as_label_array(labels)
     why = grid_mismatch(labels, image_hu)
