@@ -150,7 +150,8 @@ class Component:
 def label_counts(arr: np.ndarray) -> dict[int, int]:
     """Voxels per non-zero value of a non-negative integer label array (a count, not a sort, when
     the values are small, as lesion labels are)."""
-    vals = np.asarray(arr)[np.asarray(arr) != 0]  # lesion voxels only: few, whatever the head's size
+    arr = np.asarray(arr)
+    vals = arr[arr != 0]  # lesion voxels only: few, whatever the head's size
     if vals.size == 0:
         return {}
     if vals.max() < 65536:
