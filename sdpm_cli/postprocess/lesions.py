@@ -113,12 +113,13 @@ def measure_lesions(label: sitk.Image, *, min_voxels: int = 1, classes: Optional
     comps = label_components(arr, min_voxels, list(counts)) if components is None else components
     labels: list[LabelVolume] = []
     lesions: list[Lesion] = []
+    by_label: dict[int, list[Component]] = {}
+    for c in comps:  # grouped once (the list is ordered by label, then id)
+        by_label.setdefault(c.label, []).append(c)
     for v in values:
         n_total = counts.get(v, 0)
         found: list[Lesion] = []
-        for c in comps:
-            if c.label != v:
-                continue
+        for c in by_label.get(v, []):
             zyx = np.nonzero(c.mask)
             c_xyz = tuple(float((zyx[a].sum() + c.n_voxels * c.crop[a].start) / c.n_voxels) for a in (2, 1, 0))
             found.append(

@@ -56,6 +56,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from sdpm_cli.errors import InputRejected
+from sdpm_cli.postprocess.components import Component, label_components
 
 LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
 _EXACT_WITHIN_MM = 15.0  # table distances nearer than this are exact (KD-tree), farther ones from a coarse field
@@ -433,7 +434,7 @@ def classify_lesions(
     *,
     thresholds: LocationThresholds = DEFAULT_THRESHOLDS,
     min_voxels: int = 1,
-    components: Optional[list] = None,
+    components: Optional[list[Component]] = None,
 ) -> list[LocationResult]:
     """The location class of every lesion of `labels` (on the grid of `image_hu`), with its evidence.
 
@@ -444,7 +445,6 @@ def classify_lesions(
     """
     from sdpm_cli.evaluate.cases import grid_mismatch
     from sdpm_cli.labels import as_label_array
-    from sdpm_cli.postprocess.components import label_components
 
     arr, _ = as_label_array(labels)
     why = grid_mismatch(labels, image_hu)
