@@ -96,14 +96,16 @@ def main() -> None:
                     help="candidate peak-probability thresholds (the component's most confident voxel)")
     ap.add_argument("--from-tables", default=None, help="an earlier --out JSON: score its components again (no segmenting)")
     ap.add_argument("--dice-tolerance", type=float, default=0.01)
+    ap.add_argument("--device", default="cpu", help="where the model runs (cpu | cuda | auto)")
     ap.add_argument("--out", default="runs/postprocess.json", help="the full table as JSON")
     ap.add_argument("--write", default=None, help="write the chosen filter into this checkpoint (may be --model)")
     ap.add_argument("--apply-to", default=None, help="a folder of predicted label files (e.g. a baseline's test "
                     "predictions) to filter with the chosen rule ...")
     ap.add_argument("--apply-out", default=None, help="... into this folder (same file names)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    lm = None if args.pred else load_model(args.model, "cpu")[0]  # (--from-tables: its header is still written)
+    if args.device == "cpu":
+        torch.set_num_threads(2)
+    lm = None if args.pred else load_model(args.model, args.device)[0]  # (--from-tables: its header is still written)
     pred_dirs = args.pred.split(",") if args.pred else [None] * len(args.data.split(","))
     peaks = _floats(args.min_peak_prob) if lm is not None else [0.0]  # label files carry no probability
     cands = [ComponentRule(min_ml=a, min_extent_mm=b, min_peak_prob=q)

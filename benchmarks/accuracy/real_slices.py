@@ -70,11 +70,11 @@ def threshold_baseline(col: sitk.Image, lo: float = 50.0, hi: float = 90.0) -> n
     return (brain[mid] > 0) & (arr[mid] >= lo) & (arr[mid] <= hi)
 
 
-def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesion_filter=None) -> dict:
+def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesion_filter=None, device: str = "cpu") -> dict:
     """Per-slice Dice for every mode (+ the threshold), pooled Dice and means."""
     from sdpm_cli.pipeline import load_model, segment_study
 
-    lm = model if hasattr(model, "net") else load_model(model, "cpu")[0]
+    lm = model if hasattr(model, "net") else load_model(model, device)[0]
     run_mode = "union" if len(modes) > 1 or modes == ["union"] else modes[0]
     rows, pooled = [], {m: [0, 0] for m in modes + ["threshold"]}
     mid = N_REPEAT // 2
@@ -119,13 +119,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fixtures", default=str(FIXTURES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-lesion-filter", action="store_true")
+    ap.add_argument("--device", default="cpu", help="where the model runs (cpu | cuda | auto)")
     ap.add_argument("--out", default=None, help="write the JSON here")
     a = ap.parse_args(argv)
     folder = Path(a.fixtures)
     if not folder.is_dir():
         print(f"no fixtures at {folder}", file=sys.stderr)
         return 3
-    res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None)
+    res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None, a.device)
     res["model"] = a.model or "default"
     for r in res["cases"]:
         print(r["case"], " ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_")),
