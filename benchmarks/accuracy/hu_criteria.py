@@ -35,7 +35,8 @@ from scipy import ndimage
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sdpm_cli.labels import CLASSES, CONNECTIVITY_26  # noqa: E402
+from sdpm_cli.labels import CLASSES  # noqa: E402
+from sdpm_cli.postprocess.components import component_table  # noqa: E402
 
 MID = 10  # the scored slice of a real-slice column (real_slices.N_REPEAT // 2)
 _PLANE = np.zeros((3, 3, 3), bool)
@@ -79,15 +80,12 @@ def cache_cases(model, sets: list[tuple[str, Path]], cache: Path, real: bool) ->
             run(f"real__{name}", rs._ColumnStudy(col, name), truth, sitk.GetArrayFromImage(col))
 
 
-def _filtered(mask: np.ndarray, rule, vml: float, dz: float) -> tuple[np.ndarray, int]:
-    lab, n = ndimage.label(mask, structure=CONNECTIVITY_26)
-    if n == 0:
-        return lab, 0
-    sizes = np.bincount(lab.ravel())[1:]
-    ext = np.array([(s[0].stop - s[0].start) * dz for s in ndimage.find_objects(lab)])
-    keep = np.r_[False, np.array([rule.passes(int(v), vml, e) for v, e in zip(sizes, ext)], bool)]
-    lab = np.where(keep[lab], lab, 0)
-    return lab, n
+def _filtered(mask: np.ndarray, rule, vml: float, dz: float) -> np.ndarray:
+    """Component labels of `mask` with the components the rule drops set to 0 (the pipeline's filter)."""
+    lab, stats = component_table(mask, dz)
+    keep = np.zeros(len(stats) + 1, bool)
+    keep[1:] = [rule.passes(int(v), vml, e) for v, e, _ in stats]
+    return np.where(keep[lab], lab, 0)
 
 
 def load_cases(cache: Path, flt) -> list[dict]:
@@ -101,7 +99,7 @@ def load_cases(cache: Path, flt) -> list[dict]:
         vml, dz, px = float(np.prod(sp)) / 1000.0, float(sp[2]), float(sp[0])
         c = {"key": f.stem, "fam": fam, "hu": hu, "brain": brain, "vml": vml, "px": px,
              "ref": float(np.median(hu[brain & (hu > -5) & (hu < 90)])), "truth": d["truth"]}
-        c["kept"] = {k: _filtered(d["pred"] == k, flt.rule(k), vml, dz)[0] for k in CLASSES}
+        c["kept"] = {k: _filtered(d["pred"] == k, flt.rule(k), vml, dz) for k in CLASSES}
         cases.append(c)
     return cases
 
