@@ -101,14 +101,12 @@ def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesio
         pooled["threshold"][0] += int((thr & truth).sum())
         pooled["threshold"][1] += int(thr.sum() + truth.sum())
         rows.append(row)
-    px_ml = None
     out = {"n_slices": len(rows), "cases": rows, "mean_dice": {}, "pooled_dice": {}, "mean_infarct_px": {}}
     for m in modes + ["threshold"]:
         out["mean_dice"][m] = float(np.mean([r[f"dice_{m}"] for r in rows])) if rows else None
         out["pooled_dice"][m] = 2.0 * pooled[m][0] / pooled[m][1] if pooled[m][1] else None
         if m != "threshold":
             out["mean_infarct_px"][m] = float(np.mean([r[f"infarct_px_{m}"] for r in rows])) if rows else None
-    del px_ml
     return out
 
 

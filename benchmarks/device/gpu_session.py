@@ -236,7 +236,6 @@ def main(argv=None) -> int:
         summary.put("train", tr)
         if tr["model"] is None:
             return 1
-        # the trained weights travel back (the filtered copy below carries the same weights + filter)
     if "score" in phases and model.is_file():
         summary.put("score", phase_score(a, log, deadline, model))
     return 0

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.labels import CLASSES, CONNECTIVITY_26, as_label_array, voxel_volume_ml  # noqa: F401 - re-exported
-from sdpm_cli.postprocess.components import Component, label_components, label_counts  # noqa: F401 - re-exported
+from sdpm_cli.postprocess.components import Component, label_components, label_counts
 
 CONNECTIVITY = 26
 

@@ -163,7 +163,7 @@ def _whole_array_reference(arr: np.ndarray, min_voxels: int = 1) -> list[tuple]:
 def test_components_inside_the_lesion_box_equal_labelling_the_whole_array():
     """label_components labels only the box of the non-zero voxels; ids, sizes, boxes and centroids
     must be those of labelling the whole array (every report consumer keys lesions by them)."""
-    from sdpm_cli.postprocess.lesions import label_components
+    from sdpm_cli.postprocess.components import label_components
 
     rng = np.random.default_rng(5)
     for trial in range(6):
