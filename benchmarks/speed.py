@@ -124,7 +124,7 @@ def main() -> None:
                         fixed = r.wall_s - float(timings.get("model_s", 0.0))
                     rows.append({"study": sname, "preset": preset, "mode": mode, "code": code, "wall_s": round(r.wall_s, 2),
                                  "calls_per_slice": run.get("n_calls_per_slice"), "peak_rss_mb": round(r.peak_rss_mb),
-                                 "model_s": timings.get("model_s"), "slices": report.get("series", {}).get("n_slices"),
+                                 "model_s": timings.get("model_s"), "postprocess_s": timings.get("postprocess_s"), "slices": report.get("series", {}).get("n_slices"),
                                  "volumes_ml": {k: v.get("volume_ml") for k, v in report.get("volumes", {}).items()},
                                  "extrapolated": False})
                     print(json.dumps(rows[-1]), flush=True)

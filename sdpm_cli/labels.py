@@ -10,6 +10,10 @@ from sdpm_cli.errors import InputRejected
 
 CLASSES: dict[int, str] = {1: "infarct", 2: "hemorrhage"}
 NUM_CLASSES = len(CLASSES)
+# Which way a lesion departs from the tissue it replaces on NCCT: an acute infarct is darker
+# (hypodense), acute blood brighter (hyperdense). Criteria that compare a lesion with reference
+# tissue (postprocess.symmetry) read the contrast in this direction.
+LESION_CONTRAST_SIGN: dict[int, float] = {1: -1.0, 2: +1.0}
 
 # What one lesion is: voxels touching by a face, edge or corner (26-connectivity). Every stage that
 # counts, filters, scores or locates lesions uses this one structure, so they count the same lesions.

@@ -320,11 +320,14 @@ def segment_study(
     model_voxel_ml = lm.plan.spacing_mm**2 * dz / 1000.0
     if flt.active:  # on the model grid, so the masks and every sample's mask are filtered alike
         by_mode = acc.mode_probs or {}
-        masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz, probs=by_mode.get(m)).astype(np.uint8)
-                       for m, v in masks_model.items()}
+        mirror = _mirror_context(prepared) if flt.judges_mirror else None
+        masks_model = {m: filter_class_masks(v, flt, model_voxel_ml, dz, probs=by_mode.get(m), mirror=mirror
+                                             ).astype(np.uint8) for m, v in masks_model.items()}
         if sample_masks is not None:  # a sample's lesion is judged by its mode's probability
-            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz, probs=by_mode.get(mode)
+            sample_counts = filter_class_masks(sample_masks, flt, model_voxel_ml, dz, probs=by_mode.get(mode), mirror=mirror
                                                ).reshape(*sample_masks.shape[:2], -1).sum(-1)
+        if mirror is not None and mirror.tried and mirror.line is None:
+            warnings.append("no mid-sagittal line could be fitted to this brain: the lesion filter's mirror criterion was not applied")
     inside = None if given_brain is None else np.asarray(given_brain) > 0
 
     labels_by_mode = _labels_by_mode_native(masks_model, prepared)
@@ -491,6 +494,18 @@ def _one_class_per_pixel(masks: np.ndarray, p: np.ndarray) -> np.ndarray:
             m[:, 0] &= ~(both & hem)
             m[:, 1] &= ~(both & ~hem)
     return m.astype(np.uint8)
+
+
+def _mirror_context(prepared):
+    """The mirror criterion's context on the model grid: the window undone (HU inside the window;
+    the criterion compares medians of brain tissue, which lies inside it) and the brain; the midline is
+    fitted on first use."""
+    from sdpm_cli.postprocess.symmetry import mirror_context
+    from sdpm_cli.preprocess import undo_window
+
+    plan = prepared.plan
+    hu = undo_window(prepared.x, plan.window_level, plan.window_width)
+    return mirror_context(hu, prepared.brain, (plan.spacing_mm, plan.spacing_mm))
 
 
 def _labels_by_mode_native(masks_model: dict[str, np.ndarray], prepared) -> dict[str, sitk.Image]:

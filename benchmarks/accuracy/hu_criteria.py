@@ -17,7 +17,9 @@ Then, per data family (every figure names its family; none is a test result):
    the study's own parenchyma);
 3. component criteria on top of the filter: drop a hemorrhage whose share of voxels above 100 HU
    exceeds Q (bone partial volume, calcification), drop an infarct whose median HU lies more than X
-   below the parenchyma median (CSF-like: atrophy, old infarct).
+   below the parenchyma median (CSF-like: atrophy, old infarct);
+4. the mirror criterion: drop an infarct less than Y HU darker than its mirror image across the
+   study's mid-sagittal line (postprocess.symmetry), or a hemorrhage less than Y HU brighter.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from scipy import ndimage
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sdpm_cli.labels import CLASSES  # noqa: E402
+from sdpm_cli.labels import CLASSES, LESION_CONTRAST_SIGN  # noqa: E402
 from sdpm_cli.postprocess.components import component_table  # noqa: E402
+from sdpm_cli.postprocess.symmetry import midline, mirror_contrasts  # noqa: E402
 
 MID = 10  # the scored slice of a real-slice column (real_slices.N_REPEAT // 2)
 _PLANE = np.zeros((3, 3, 3), bool)
@@ -158,6 +161,52 @@ def component_criterion(c: dict, cls: int, keep) -> np.ndarray:
     return ok[lab]
 
 
+def contrasts(c: dict, cls: int) -> dict[int, float | None]:
+    """Mirror contrast of every kept component of `cls` in the class's own direction (HU; positive:
+    darker than the other side for an infarct, brighter for a bleed); None where unknown."""
+    key = f"mirror{cls}"
+    if key not in c:
+        if "midline" not in c:
+            c["midline"] = midline(c["hu"], c["brain"], (c["px"], c["px"]))
+        lab = c["kept"][cls]
+        ks = np.unique(lab[lab > 0]) if lab.any() else []
+        v = (np.full(int(lab.max()), np.nan) if c["midline"] is None
+             else LESION_CONTRAST_SIGN[cls] * mirror_contrasts(lab, c["hu"], c["brain"], c["midline"]))
+        c[key] = {int(k): None if np.isnan(v[k - 1]) else float(v[k - 1]) for k in ks}
+    return c[key]
+
+
+def mirror_criterion(c: dict, cls: int, y: float) -> np.ndarray:
+    """Keep a component whose mirror contrast (in its class's direction) reaches y HU; unknown keeps it."""
+    lab = c["kept"][cls]
+    if not lab.any():
+        return lab > 0
+    ok = np.zeros(int(lab.max()) + 1, bool)
+    for k, v in contrasts(c, cls).items():
+        ok[k] = v is None or v >= y
+    return ok[lab]
+
+
+def contrast_table(cases: list[dict], cls: int) -> list[dict]:
+    """Every kept component: family, case, mL, whether it overlaps the truth (>= 30% of its voxels), contrast."""
+    rows = []
+    for c in cases:
+        lab = c["kept"][cls]
+        t = c["truth"] == cls
+        for k, v in contrasts(c, cls).items():
+            m = lab == k
+            if c["fam"] == "real":
+                m, tt = m[MID], t[MID]
+            else:
+                tt = t
+            if not m.any():
+                continue
+            rows.append({"fam": c["fam"], "case": c["key"], "ml": round(float(m.sum()) * c["vml"], 2),
+                         "true": bool((m & tt).sum() >= 0.3 * m.sum()),
+                         "contrast": None if v is None else round(v, 1)})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model; its lesion filter is used)")
@@ -165,6 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-real", action="store_true", help="leave out the 12 real slices")
     ap.add_argument("--cache", default="runs/hu_cache")
     ap.add_argument("--out", default="runs/hu_criteria.json")
+    ap.add_argument("--only-mirror", action="store_true", help="score only the mirror-contrast criterion (4.)")
     a = ap.parse_args(argv)
     import torch
 
@@ -184,12 +234,13 @@ def main(argv=None) -> int:
     res["hemorrhage_base"] = summarise(cases, 2, lambda c: c["kept"][2] > 0)
     print("hemorrhage, the model's filter:", json.dumps(res["hemorrhage_base"]))
     res["hemorrhage_growth"] = []
-    for d_hu, hi, r in itertools.product((12.0, 18.0, 24.0), (100.0, 115.0), (1.5, 3.0, 6.0)):
+    grid = () if a.only_mirror else itertools.product((12.0, 18.0, 24.0), (100.0, 115.0), (1.5, 3.0, 6.0))
+    for d_hu, hi, r in grid:
         row = {"d_hu": d_hu, "hi_hu": hi, "r_mm": r, **summarise(cases, 2, lambda c: grow(c, d_hu, hi, r))}
         res["hemorrhage_growth"].append(row)
         print(" grown:", json.dumps(row), flush=True)
     res["hemorrhage_bright_share"] = []
-    for q in (0.1, 0.2, 0.3, 0.4):
+    for q in () if a.only_mirror else (0.1, 0.2, 0.3, 0.4):
         row = {"max_share_above_100_hu": q,
                **summarise(cases, 2, lambda c: component_criterion(c, 2, lambda h, c: float((h > 100).mean()) <= q))}
         res["hemorrhage_bright_share"].append(row)
@@ -197,11 +248,21 @@ def main(argv=None) -> int:
     res["infarct_base"] = summarise(cases, 1, lambda c: c["kept"][1] > 0)
     print("infarct, the model's filter:", json.dumps(res["infarct_base"]))
     res["infarct_contrast"] = []
-    for x in (8.0, 10.0, 12.0, 14.0, 16.0):
+    for x in () if a.only_mirror else (8.0, 10.0, 12.0, 14.0, 16.0):
         row = {"max_hu_below_parenchyma": x,
                **summarise(cases, 1, lambda c: component_criterion(c, 1, lambda h, c: c["ref"] - float(np.median(h)) <= x))}
         res["infarct_contrast"].append(row)
         print(" infarct contrast:", json.dumps(row), flush=True)
+    for cls, ys in ((1, (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)), (2, (0.0, 5.0, 10.0, 15.0, 20.0))):
+        name = CLASSES[cls]
+        res[f"{name}_mirror_components"] = contrast_table(cases, cls)
+        for r in res[f"{name}_mirror_components"]:
+            print(f" {name} component:", json.dumps(r))
+        res[f"{name}_mirror"] = []
+        for y in ys:
+            row = {"min_mirror_contrast_hu": y, **summarise(cases, cls, lambda c: mirror_criterion(c, cls, y))}
+            res[f"{name}_mirror"].append(row)
+            print(f" {name} mirror contrast:", json.dumps(row), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {a.out}")

@@ -18,6 +18,7 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,18 +30,36 @@ from sdpm_cli.labels import CLASSES
 from sdpm_cli.model.checkpoint import update_header
 from sdpm_cli.pipeline import load_model, segment_study
 from sdpm_cli.postprocess.components import ComponentRule, LesionFilter, component_table, filter_class_masks
+from sdpm_cli.postprocess.symmetry import mirror_context
+
+
+N_COLS = 5  # voxels, extent mm, peak probability, mirror contrast HU, voxels shared with the truth
 
 
 def _floats(s: str) -> list[float]:
     return [float(v) for v in s.split(",") if v.strip()]
 
 
-def _components(pred: np.ndarray, truth: np.ndarray, prob, voxel_ml: float, dz: float) -> dict:
+def _optional_floats(s: str) -> list[Optional[float]]:
+    """'none,0,5' -> [None, 0.0, 5.0] (none: the criterion off)."""
+    return [None if v.strip().lower() == "none" else float(v) for v in s.split(",") if v.strip()]
+
+
+def _old_table(comps: list) -> np.ndarray:
+    """A component table of an earlier --out JSON; 4-column tables predate the mirror column."""
+    a = np.array(comps, float)
+    if a.size and a.reshape(len(a), -1).shape[1] == 4:
+        a = np.insert(a.reshape(len(a), 4), 3, np.nan, axis=1)
+    return a.reshape(-1, N_COLS)
+
+
+def _components(pred: np.ndarray, truth: np.ndarray, prob, voxel_ml: float, dz: float, mirror=None, label: int = 0) -> dict:
     """Per component of `pred` (postprocess.components.component_table): [voxels, slice extent mm,
-    peak probability (NaN without `prob`), voxels also in `truth`]; and the truth's size."""
-    lab, stats = component_table(pred, dz, prob)
+    peak probability (NaN without `prob`), mirror contrast in the class's direction (NaN without
+    `mirror` or unknown), voxels also in `truth`]; and the truth's size."""
+    lab, stats = component_table(pred, dz, prob, mirror, label)
     shared = np.bincount(lab[truth].ravel(), minlength=len(stats) + 1)[1:]
-    return {"comps": np.column_stack([stats, shared]) if len(stats) else np.zeros((0, 4)),
+    return {"comps": np.column_stack([stats, shared]) if len(stats) else np.zeros((0, N_COLS)),
             "truth_vox": int(np.count_nonzero(truth)), "voxel_ml": voxel_ml}
 
 
@@ -50,8 +69,9 @@ def _score(cases: list[dict], rule: ComponentRule) -> tuple[list[float], list[fl
     dice, fp, kept = [], [], 0.0
     for case in cases:
         comps, vml = case["comps"], case["voxel_ml"]
-        keep = np.array([rule.passes(int(k[0]), vml, k[1], None if np.isnan(k[2]) else float(k[2])) for k in comps], bool)
-        p_vox, tp = float(comps[keep, 0].sum()), float(comps[keep, 3].sum())
+        keep = np.array([rule.passes(int(k[0]), vml, k[1], None if np.isnan(k[2]) else float(k[2]), float(k[3]))
+                         for k in comps], bool)
+        p_vox, tp = float(comps[keep, 0].sum()), float(comps[keep, 4].sum())
         if case["truth_vox"]:
             dice.append(2 * tp / (p_vox + case["truth_vox"]))
         else:
@@ -94,6 +114,9 @@ def main() -> None:
     ap.add_argument("--min-extent-mm", default="0,10,15,20,25", help="candidate slice-extent thresholds (mm)")
     ap.add_argument("--min-peak-prob", default="0,0.6,0.7,0.8,0.9",
                     help="candidate peak-probability thresholds (the component's most confident voxel)")
+    ap.add_argument("--min-mirror-contrast", default="none",
+                    help="candidate mirror-contrast thresholds in HU (postprocess.symmetry; 'none' = off), e.g. none,0,5,10; "
+                         "'CLASS:none,0,5' gives them to one class only (the others: off)")
     ap.add_argument("--from-tables", default=None, help="an earlier --out JSON: score its components again (no segmenting)")
     ap.add_argument("--dice-tolerance", type=float, default=0.01)
     ap.add_argument("--device", default="cpu", help="where the model runs (cpu | cuda | auto)")
@@ -108,8 +131,14 @@ def main() -> None:
     lm = None if args.pred else load_model(args.model, args.device)[0]  # (--from-tables: its header is still written)
     pred_dirs = args.pred.split(",") if args.pred else [None] * len(args.data.split(","))
     peaks = _floats(args.min_peak_prob) if lm is not None else [0.0]  # label files carry no probability
-    cands = [ComponentRule(min_ml=a, min_extent_mm=b, min_peak_prob=q)
-             for a, b, q in itertools.product(_floats(args.min_ml), _floats(args.min_extent_mm), peaks)]
+    only, _, spec = args.min_mirror_contrast.rpartition(":")
+    mirrors = _optional_floats(spec) if lm is not None else [None]  # label files carry no HU
+    cands = [ComponentRule(min_ml=a, min_extent_mm=b, min_peak_prob=q, min_mirror_contrast_hu=y)
+             for a, b, q, y in itertools.product(_floats(args.min_ml), _floats(args.min_extent_mm), peaks, mirrors)]
+    judge_mirror = any(y is not None for y in mirrors)
+
+    def candidates(name: str) -> list[ComponentRule]:
+        return cands if not only or only == name else [r for r in cands if r.min_mirror_contrast_hu is None]
     # one table per class: every predicted component of every case (size, extent, peak probability,
     # voxels shared with the truth) and every case's truth size; a candidate is then a lookup
     tables = {c: [] for c in CLASSES}
@@ -118,7 +147,7 @@ def main() -> None:
     refused: list[str] = []
     if args.from_tables:  # an earlier run's components: try other candidates without segmenting again
         old = json.loads(Path(args.from_tables).read_text())
-        tables = {c: [{**case, "comps": np.array(case["comps"], float).reshape(-1, 4)} for case in old["components"][name]]
+        tables = {c: [{**case, "comps": _old_table(case["comps"])} for case in old["components"][name]]
                   for c, name in CLASSES.items()}
         n, refused = old["n_cases"], old.get("refused", [])
     for folder, pred_dir in ([] if args.from_tables else zip(args.data.split(","), pred_dirs)):
@@ -132,29 +161,37 @@ def main() -> None:
                     print(f"{folder}/{pair.case} refused by the ingest: {exc}", flush=True)
                     continue
                 labels, prob = seg.labels, np.asarray(seg.probs)
+                # the mirror contrast on the native grid (the pipeline measures it on the model grid;
+                # re-measure a chosen rule end to end)
+                mirror = (mirror_context(sitk.GetArrayFromImage(seg.study.image), sitk.GetArrayFromImage(seg.brain) > 0,
+                                         seg.labels.GetSpacing()[1::-1]) if judge_mirror else None)
             else:
                 labels = sitk.ReadImage(str(Path(pred_dir) / f"{pair.case}.nii.gz"))
+                mirror = None
             pred = sitk.GetArrayFromImage(labels)
             truth = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.truth)))
             voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
             dz = float(labels.GetSpacing()[2])
             for c in CLASSES:
-                tables[c].append({**_components(pred == c, truth == c, None if prob is None else prob[c - 1], voxel_ml, dz),
+                tables[c].append({**_components(pred == c, truth == c, None if prob is None else prob[c - 1], voxel_ml, dz,
+                                                mirror, c),
                                   "folder": folder})
             n += 1
             print(f"{folder}/{pair.case} done ({time.perf_counter() - t0:.0f} s)", flush=True)
-    dice = {c: [[] for _ in cands] for c in CLASSES}
-    fp = {c: [[] for _ in cands] for c in CLASSES}
-    kept = {c: np.zeros(len(cands)) for c in CLASSES}
-    tp_total = {c: sum(float(case["comps"][:, 3].sum()) * case["voxel_ml"] for case in tables[c]) for c in CLASSES}
+    per_class = {c: candidates(name) for c, name in CLASSES.items()}
+    dice = {c: [[] for _ in per_class[c]] for c in CLASSES}
+    fp = {c: [[] for _ in per_class[c]] for c in CLASSES}
+    kept = {c: np.zeros(len(per_class[c])) for c in CLASSES}
+    tp_total = {c: sum(float(case["comps"][:, 4].sum()) * case["voxel_ml"] for case in tables[c]) for c in CLASSES}
     for c in CLASSES:
-        for i, rule in enumerate(cands):
+        for i, rule in enumerate(per_class[c]):
             dice[c][i], fp[c][i], kept[c][i] = _score(tables[c], rule)
     table, chosen = {}, {}
     for c, name in CLASSES.items():
         rows = []
-        for i, rule in enumerate(cands):
+        for i, rule in enumerate(per_class[c]):
             rows.append({"min_ml": rule.min_ml, "min_extent_mm": rule.min_extent_mm, "min_peak_prob": rule.min_peak_prob,
+                         "min_mirror_contrast_hu": rule.min_mirror_contrast_hu,
                          "dice": float(np.mean(dice[c][i])) if dice[c][i] else None,
                          "fp_ml": float(np.mean(fp[c][i])) if fp[c][i] else None,
                          "tp_kept": float(kept[c][i] / tp_total[c]) if tp_total[c] else None,
@@ -162,12 +199,14 @@ def main() -> None:
         table[name] = rows
         best = max((r["dice"] or 0.0) for r in rows)
         ok = [r for r in rows if (r["dice"] or 0.0) >= best - args.dice_tolerance]
-        pick = min(ok, key=lambda r: ((r["fp_ml"] or 0.0), r["min_ml"], r["min_extent_mm"], r["min_peak_prob"]))
-        chosen[name] = ComponentRule(pick["min_ml"], pick["min_extent_mm"], pick["min_peak_prob"])
-        print(f"\n{name}: {'min mL':>7} {'min mm':>7} {'peak p':>6} {'Dice':>6} {'FP mL':>7} {'TP kept':>8}")
+        pick = min(ok, key=lambda r: ((r["fp_ml"] or 0.0), r["min_ml"], r["min_extent_mm"], r["min_peak_prob"],
+                                      -np.inf if r["min_mirror_contrast_hu"] is None else r["min_mirror_contrast_hu"]))
+        chosen[name] = ComponentRule(pick["min_ml"], pick["min_extent_mm"], pick["min_peak_prob"], pick["min_mirror_contrast_hu"])
+        print(f"\n{name}: {'min mL':>7} {'min mm':>7} {'peak p':>6} {'mirror':>6} {'Dice':>6} {'FP mL':>7} {'TP kept':>8}")
         for r in rows:
             mark = " <- chosen" if r is pick else ""
-            print(f"{'':{len(name) + 1}} {r['min_ml']:7.1f} {r['min_extent_mm']:7.0f} {r['min_peak_prob']:6.2f} {r['dice'] or 0:6.3f} "
+            y = "off" if r["min_mirror_contrast_hu"] is None else f"{r['min_mirror_contrast_hu']:.0f}"
+            print(f"{'':{len(name) + 1}} {r['min_ml']:7.1f} {r['min_extent_mm']:7.0f} {r['min_peak_prob']:6.2f} {y:>6} {r['dice'] or 0:6.3f} "
                   f"{r['fp_ml'] or 0:7.2f} {r['tp_kept'] or 0:8.3f}{mark}")
     by_folder = {}  # the chosen rule on each data folder alone (families apart)
     for c, name in CLASSES.items():

@@ -14,13 +14,14 @@ from sdpm_cli.preprocess.prepare import (
     probs_to_native,
     to_native,
 )
-from sdpm_cli.preprocess.window import apply_window
+from sdpm_cli.preprocess.window import apply_window, undo_window
 
 __all__ = [
     "ModelGrid",
     "PreprocessPlan",
     "Prepared",
     "apply_window",
+    "undo_window",
     "brain_mask",
     "brain_mask_array",
     "label_to_model",

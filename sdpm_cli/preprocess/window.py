@@ -13,3 +13,8 @@ def apply_window(hu: np.ndarray, level: float, width: float, out: np.ndarray | N
     res -= np.float32(1.0)
     np.clip(res, -1.0, 1.0, out=res)
     return res
+
+
+def undo_window(x: np.ndarray, level: float, width: float) -> np.ndarray:
+    """The inverse of `apply_window` inside the window (HU outside it come back clipped to its edges)."""
+    return (np.asarray(x, dtype=np.float32) + np.float32(1.0)) * np.float32(width / 2.0) + np.float32(level - width / 2.0)

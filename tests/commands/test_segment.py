@@ -214,6 +214,32 @@ def test_peak_probability_rule_drops_lesions_without_a_confident_core(run_cli, t
     assert json.loads(report.read_text())["run"]["lesion_filter"]["infarct"]["min_peak_prob"] == 0.9
 
 
+def test_mirror_rule_drops_only_lesions_that_are_not_brighter_than_their_mirror(tiny_model, studies, tmp_path):
+    """The mirror criterion runs inside the engine (header `min_mirror_contrast_hu`): a bound no
+    lesion can miss changes nothing; a bound no lesion can meet removes every hemorrhage lesion whose
+    mirror is known and keeps the rest of the mask as it was; infarct has no rule and is untouched."""
+    from sdpm_cli.model.checkpoint import update_header
+    from sdpm_cli.pipeline import segment_study
+
+    plain = segment_study(studies["study1"], model=tiny_model, mode="out", seed=1)
+    a = sitk.GetArrayFromImage(plain.labels)
+    assert (a == 2).any()  # the random tiny model calls some blood, so the rule has work to do
+    for bound, drops in ((-1e4, False), (1e4, True)):
+        m = update_header(tiny_model, {"postprocess": {"lesion_filter": {"hemorrhage": {"min_mirror_contrast_hu": bound}}}},
+                          out=tmp_path / f"mirror{bound:+.0f}.pt")
+        seg = segment_study(studies["study1"], model=m, mode="out", seed=1)
+        b = sitk.GetArrayFromImage(seg.labels)
+        assert seg.lesion_filter["hemorrhage"]["min_mirror_contrast_hu"] == bound
+        assert not any("mid-sagittal" in w for w in seg.warnings)  # a synthetic head has a midline
+        assert np.array_equal(b == 1, a == 1)  # infarct has no rule: untouched
+        assert not ((b == 2) & (a != 2)).any()
+        if drops:
+            assert (b == 2).sum() < (a == 2).sum()
+            assert seg.volumes["hemorrhage"].volume_ml < plain.volumes["hemorrhage"].volume_ml
+        else:
+            assert np.array_equal(a, b)
+
+
 def test_calibrated_interval_contains_the_point_volume_in_every_mode(run_cli, tiny_model, studies, tmp_path):
     from sdpm_cli.model.checkpoint import update_header
     from sdpm_cli.pipeline import segment_study

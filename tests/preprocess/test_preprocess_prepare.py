@@ -13,6 +13,7 @@ from sdpm_cli.errors import InputRejected, ModelError
 from sdpm_cli.preprocess import (
     PreprocessPlan,
     apply_window,
+    undo_window,
     brain_mask,
     label_to_model,
     labels_from_probs,
@@ -68,6 +69,8 @@ def test_brain_mask_without_skull_is_empty():
 def test_window_closed_form():
     hu = np.array([-1000, -20, 10, 40, 70, 100, 3000], np.int16)
     np.testing.assert_allclose(apply_window(hu, 40, 120), [-1, -1, -0.5, 0, 0.5, 1, 1], atol=1e-6)
+    # the inverse is exact inside the window and clips to its edges outside
+    np.testing.assert_allclose(undo_window(apply_window(hu, 40, 120), 40, 120), [-20, -20, 10, 40, 70, 100, 100], atol=1e-4)
 
 
 def test_prepare_shapes_values_and_noise():
