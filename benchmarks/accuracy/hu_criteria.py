@@ -37,9 +37,9 @@ from scipy import ndimage
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sdpm_cli.labels import CLASSES, LESION_CONTRAST_SIGN  # noqa: E402
+from sdpm_cli.labels import CLASSES  # noqa: E402
 from sdpm_cli.postprocess.components import component_table  # noqa: E402
-from sdpm_cli.postprocess.symmetry import midline, mirror_contrasts  # noqa: E402
+from sdpm_cli.postprocess.symmetry import mirror_context  # noqa: E402
 
 MID = 10  # the scored slice of a real-slice column (real_slices.N_REPEAT // 2)
 _PLANE = np.zeros((3, 3, 3), bool)
@@ -166,12 +166,11 @@ def contrasts(c: dict, cls: int) -> dict[int, float | None]:
     darker than the other side for an infarct, brighter for a bleed); None where unknown."""
     key = f"mirror{cls}"
     if key not in c:
-        if "midline" not in c:
-            c["midline"] = midline(c["hu"], c["brain"], (c["px"], c["px"]))
+        if "mirror" not in c:  # one context (and midline fit) per case
+            c["mirror"] = mirror_context(c["hu"], c["brain"], (c["px"], c["px"]))
         lab = c["kept"][cls]
         ks = np.unique(lab[lab > 0]) if lab.any() else []
-        v = (np.full(int(lab.max()), np.nan) if c["midline"] is None
-             else LESION_CONTRAST_SIGN[cls] * mirror_contrasts(lab, c["hu"], c["brain"], c["midline"]))
+        v = c["mirror"].contrasts(lab, cls)
         c[key] = {int(k): None if np.isnan(v[k - 1]) else float(v[k - 1]) for k in ks}
     return c[key]
 

@@ -138,10 +138,11 @@ def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm
     lab, stats = component_table(mask, dz_mm, prob if rule.min_peak_prob > 0 else None)
     keep = np.zeros(len(stats) + 1, dtype=bool)
 
-    def judge() -> None:
-        keep[1:] = [rule.passes(int(v), voxel_ml, e, None if np.isnan(p) else float(p), m) for v, e, p, m in stats]
+    def passes(row: np.ndarray) -> bool:
+        v, e, p, m = row
+        return rule.passes(int(v), voxel_ml, e, None if np.isnan(p) else float(p), m)
 
-    judge()
+    keep[1:] = [passes(row) for row in stats]
     if mirror is not None and rule.judges_mirror and label and keep.any():
         # the mirror test only for the components that pass everything else (the costly part); their
         # mirrors still exclude every component of the mask, as in component_table
@@ -149,7 +150,7 @@ def component_keep(mask: np.ndarray, rule: ComponentRule, voxel_ml: float, dz_mm
         renum = np.zeros(len(keep), dtype=np.int32)
         renum[cand] = np.arange(1, len(cand) + 1)
         stats[cand - 1, 3] = mirror.contrasts(renum[lab], label, exclude=mask)
-        judge()
+        keep[cand] = [passes(stats[k - 1]) for k in cand]
     return keep[lab]
 
 
