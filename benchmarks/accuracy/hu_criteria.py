@@ -87,7 +87,7 @@ def _filtered(mask: np.ndarray, rule, vml: float, dz: float) -> np.ndarray:
     """Component labels of `mask` with the components the rule drops set to 0 (the pipeline's filter)."""
     lab, stats = component_table(mask, dz)
     keep = np.zeros(len(stats) + 1, bool)
-    keep[1:] = [rule.passes(int(v), vml, e) for v, e, _ in stats]
+    keep[1:] = [rule.passes(int(v), vml, e) for v, e, *_ in stats]
     return np.where(keep[lab], lab, 0)
 
 
