@@ -24,10 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
+from sdpm_cli.evaluate.metrics import dice
 
 
 def case_scores(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray, voxel_ml: float) -> dict:
