@@ -94,32 +94,48 @@ def montage(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: 
 
 
 def score_model(model_path: str | None, data: Path, manifest: dict, device: str = "cpu",
-                panels: list | None = None) -> dict:
+                panels: list | None = None, mode: str = "out") -> dict:
+    """Score one model; `mode` union runs all four modes at once and scores each (`by_mode`);
+    `cases`/`summary` are those of `mode` itself."""
     from sdpm_cli.pipeline import load_model, segment_study
 
     lm = load_model(model_path, device)[0]
-    rows = []
+    rows: dict[str, list] = {}
     for e in manifest["cases"]:
-        seg = segment_study(str(data / e["image"]), model=lm, mode="out", seed=0)
-        pred = sitk.GetArrayFromImage(seg.labels)
+        seg = segment_study(str(data / e["image"]), model=lm, mode=mode, seed=0)
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(data / e["label"])))
         ign_path = data / e.get("ignore", "")
         ignore = (sitk.GetArrayFromImage(sitk.ReadImage(str(ign_path))) > 0) if e.get("ignore") and ign_path.exists() \
             else np.zeros(truth.shape, bool)
-        if pred.shape != truth.shape:
-            raise SystemExit(f"{e['id']}: mask shape {pred.shape} != truth {truth.shape}")
-        s = case_scores(pred, truth, ignore, float(e["voxel_ml"]))
-        if panels is not None:
-            kinds_all = ", ".join(l["kind"] for l in e["lesions"]) or "lesion-free"
-            d = " ".join(f"{n} {s[c]['dice']:.2f}" for c, n in ((1, "inf"), (2, "hem")) if s[c]["true_ml"] > 0)
-            title = f"{e['id']}: {kinds_all}\nDice {d}" if e["lesions"] else f"{e['id']} (lesion-free)"
-            panels.append((title, sitk.GetArrayFromImage(sitk.ReadImage(str(data / e["image"]))), truth, pred))
         kinds = sorted({l["kind"] for l in e["lesions"] if l["class"] == 2 and l["volume_ml"] > 0})
-        rows.append({"case": e["id"], "free": e["id"].startswith("free_"), "blood_kinds": kinds, "scores": s})
-        print(f"  {e['id']}: " + "  ".join(
-            f"{n} true {s[c]['true_ml']:.1f} found {s[c]['pred_ml']:.1f} ({s[c]['pred_ml_ign']:.1f} outside the finding) "
-            f"Dice {s[c]['dice']:.2f}" for c, n in ((1, "inf"), (2, "hem"))), flush=True)
-    return {"model": model_path or "default", "cases": rows, "summary": summarise(rows)}
+        for m, img in seg.labels_by_mode.items():
+            pred = sitk.GetArrayFromImage(img)
+            if pred.shape != truth.shape:
+                raise SystemExit(f"{e['id']}: mask shape {pred.shape} != truth {truth.shape}")
+            s = case_scores(pred, truth, ignore, float(e["voxel_ml"]))
+            rows.setdefault(m, []).append({"case": e["id"], "free": e["id"].startswith("free_"), "blood_kinds": kinds,
+                                           "scores": s})
+            if m != mode:
+                continue
+            if panels is not None:
+                kinds_all = ", ".join(l["kind"] for l in e["lesions"]) or "lesion-free"
+                d = " ".join(f"{n} {s[c]['dice']:.2f}" for c, n in ((1, "inf"), (2, "hem")) if s[c]["true_ml"] > 0)
+                title = f"{e['id']}: {kinds_all}\nDice {d}" if e["lesions"] else f"{e['id']} (lesion-free)"
+                panels.append((title, sitk.GetArrayFromImage(sitk.ReadImage(str(data / e["image"]))), truth, pred))
+            print(f"  {e['id']}: " + "  ".join(
+                f"{n} true {s[c]['true_ml']:.1f} found {s[c]['pred_ml']:.1f} ({s[c]['pred_ml_ign']:.1f} outside the finding) "
+                f"Dice {s[c]['dice']:.2f}" for c, n in ((1, "inf"), (2, "hem"))), flush=True)
+    return {"model": model_path or "default", "mode": mode, "cases": rows[mode], "summary": summarise(rows[mode]),
+            "by_mode": {m: summarise(r) for m, r in rows.items()}}
+
+
+def _line(name: str, s: dict) -> str:
+    f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    return (f"{name}: infarct Dice {f(s['infarct']['dice'])} ({f(s['infarct']['dice_ign'])} outside the finding, "
+            f"n={s['infarct']['n']}), hemorrhage Dice {f(s['hemorrhage']['dice'])} (n={s['hemorrhage']['n']}); "
+            f"FP infarct {f(s['infarct']['fp_ml'])} mL ({f(s['infarct']['fp_ml_ign'])}), FP hemorrhage "
+            f"{f(s['hemorrhage']['fp_ml'])} mL; per lesion-free {f(s['free_fp_ml'])} mL ({f(s['free_fp_ml_ign'])}); "
+            + ", ".join(f"{k} {v['dice']:.3f} (n={v['n']})" for k, v in s["hemorrhage_dice_by_kind"].items()))
 
 
 def main(argv=None) -> int:
@@ -127,6 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="a folder written by real_insert.py")
     ap.add_argument("--model", action="append", default=None, help="checkpoint (repeat; default: the shipped model)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--mode", default="out", help="out | salient | infer | union (union scores all four modes)")
     ap.add_argument("--out", default=None, help="write the JSON here")
     ap.add_argument("--montage", default=None, help="a PNG of every case with the first model's masks")
     a = ap.parse_args(argv)
@@ -139,16 +156,11 @@ def main(argv=None) -> int:
     for i, m in enumerate(a.model or [None]):
         print(m or "default")
         panels = [] if (a.montage and i == 0) else None
-        r = score_model(m, data, manifest, a.device, panels)
+        r = score_model(m, data, manifest, a.device, panels, a.mode)
         if panels:
             montage(panels, Path(a.montage))
-        s = r["summary"]
-        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{m or 'default'}: infarct Dice {f(s['infarct']['dice'])} ({f(s['infarct']['dice_ign'])} outside the finding, "
-              f"n={s['infarct']['n']}), hemorrhage Dice {f(s['hemorrhage']['dice'])} (n={s['hemorrhage']['n']}); "
-              f"FP infarct {f(s['infarct']['fp_ml'])} mL ({f(s['infarct']['fp_ml_ign'])}), FP hemorrhage "
-              f"{f(s['hemorrhage']['fp_ml'])} mL; per lesion-free {f(s['free_fp_ml'])} mL ({f(s['free_fp_ml_ign'])}); "
-              + ", ".join(f"{k} {v['dice']:.3f} (n={v['n']})" for k, v in s["hemorrhage_dice_by_kind"].items()))
+        for mode, summ in r["by_mode"].items():
+            print(_line(f"{m or 'default'} {mode}", summ))
         results.append(r)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
