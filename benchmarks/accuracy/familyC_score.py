@@ -8,8 +8,8 @@ real_insert.py's docstring). `sdpm evaluate` counts any infarct found there as f
 gives both readings: every figure over the whole brain, and the same with the case's ignore mask
 (OUT/ignoreTs, the finding dilated 5 mm; no inserted infarct lies in it, an extra-axial bleed may
 cross it) taken out of prediction and truth alike. Read infarct figures both ways; hemorrhage Dice is
-given over the whole brain (the finding is not blood). Per model, one `out` segmentation per case (the model's own lesion filter), then per
-class: mean Dice over the cases holding that class, false-positive mL on the cases without it, the
+given over the whole brain (the finding is not blood). Per model, one segmentation per case (`--mode`,
+default `out`; the model's own lesion filter), then per class: mean Dice over the cases holding that class, false-positive mL on the cases without it, the
 mean false lesion mL per lesion-free case, and per kind (hematoma / subdural / epidural) the
 hemorrhage Dice, so that the extra-axial blood shows on its own.
 """
@@ -121,7 +121,7 @@ def score_model(model_path: str | None, data: Path, manifest: dict, device: str 
                 kinds_all = ", ".join(l["kind"] for l in e["lesions"]) or "lesion-free"
                 d = " ".join(f"{n} {s[c]['dice']:.2f}" for c, n in ((1, "inf"), (2, "hem")) if s[c]["true_ml"] > 0)
                 title = f"{e['id']}: {kinds_all}\nDice {d}" if e["lesions"] else f"{e['id']} (lesion-free)"
-                panels.append((title, sitk.GetArrayFromImage(sitk.ReadImage(str(data / e["image"]))), truth, pred))
+                panels.append((title, sitk.GetArrayFromImage(seg.study.image), truth, pred))  # the HU it segmented (a copy)
             print(f"  {e['id']}: " + "  ".join(
                 f"{n} true {s[c]['true_ml']:.1f} found {s[c]['pred_ml']:.1f} ({s[c]['pred_ml_ign']:.1f} outside the finding) "
                 f"Dice {s[c]['dice']:.2f}" for c, n in ((1, "inf"), (2, "hem"))), flush=True)

@@ -85,6 +85,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from sdpm_cli.labels import CLASSES
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "dcm_qa_ct"
 BACKGROUNDS = ("GE", "Philips_S21570")
@@ -96,7 +98,6 @@ LESION_KINDS = ("hematoma", "subdural", "epidural", "infarct", "infarct+hematoma
 SUBSLICES = 5
 INPLANE_BLUR_PX = 0.7
 MIN_FRACTION = 1e-3  # fractions below this are set to 0 (blur tails)
-CLASSES = {1: "infarct", 2: "hemorrhage"}
 LABEL_RULE = ("a voxel is lesion when the lesion's partial-volume fraction in it (averaged over the slab of the "
               "slice, then blurred 0.7 voxel in-plane) is >= 0.5: hemorrhage inside the brain mask, infarct on "
               "parenchyma and not hemorrhage; volume_ml = label voxels x voxel volume")
@@ -339,41 +340,37 @@ def _wrap(a):
     return (a + np.pi) % (2 * np.pi) - np.pi
 
 
-def _angular_noise(rng: np.random.Generator, n: int = 4, fmax: float = 3.0):
-    """A smooth function of a direction (ux, uy, uz) with values in [-1, 1] (sum of random plane waves)."""
-    om = rng.standard_normal((n, 3))
-    om /= np.linalg.norm(om, axis=1, keepdims=True)
-    fr = rng.uniform(1.0, fmax, n)
-    ph = rng.uniform(0, 2 * np.pi, n)
-    w = rng.uniform(0.5, 1.0, n)
-    w /= w.sum()
+def _wave_sum(vec: np.ndarray, scale: np.ndarray, ph: np.ndarray, w: np.ndarray) -> Callable:
+    """g(a, b, c) = sum_i w_i cos(scale_i (vec_i . (a, b, c)) + ph_i): a smooth field in [-1, 1] (w sums to 1)."""
 
-    def g(ux, uy, uz):
+    def g(a, b, c):
         s = 0.0
-        for k in range(n):
-            s = s + w[k] * np.cos(fr[k] * (om[k, 0] * ux + om[k, 1] * uy + om[k, 2] * uz) + ph[k])
+        for i in range(len(w)):
+            s = s + w[i] * np.cos(scale[i] * (vec[i, 0] * a + vec[i, 1] * b + vec[i, 2] * c) + ph[i])
         return s
 
     return g
+
+
+def _random_waves(rng: np.random.Generator, n: int, scale_of) -> Callable:
+    """n plane waves with random unit directions, scales `scale_of(rng, n)`, phases and weights."""
+    vec = rng.standard_normal((n, 3))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    scale = scale_of(rng, n)
+    ph = rng.uniform(0, 2 * np.pi, n)
+    w = rng.uniform(0.5, 1.0, n)
+    return _wave_sum(vec, scale, ph, w / w.sum())
+
+
+def _angular_noise(rng: np.random.Generator, n: int = 4, fmax: float = 3.0):
+    """A smooth function of a direction (ux, uy, uz) with values in [-1, 1] (sum of random plane waves)."""
+    return _random_waves(rng, n, lambda r, k: r.uniform(1.0, fmax, k))
 
 
 def _spatial_noise(rng: np.random.Generator, n: int = 6, wavelength_mm=(12.0, 35.0)):
     """A smooth function of position (z, y, x mm) with values in [-1, 1] (sum of random plane waves of the
     given wavelengths): lobulates a boundary at the scale of gyri rather than of the whole lesion."""
-    k = rng.standard_normal((n, 3))
-    k /= np.linalg.norm(k, axis=1, keepdims=True)
-    k *= (2 * np.pi / rng.uniform(*wavelength_mm, n))[:, None]
-    ph = rng.uniform(0, 2 * np.pi, n)
-    w = rng.uniform(0.5, 1.0, n)
-    w /= w.sum()
-
-    def g(zmm, Y, X):
-        s = 0.0
-        for i in range(n):
-            s = s + w[i] * np.cos(k[i, 0] * zmm + k[i, 1] * Y + k[i, 2] * X + ph[i])
-        return s
-
-    return g
+    return _random_waves(rng, n, lambda r, k: 2 * np.pi / r.uniform(*wavelength_mm, k))
 
 
 def _side_sector(rng, geo_side: int, centre_deg: float, jitter_deg: tuple) -> float:
