@@ -111,6 +111,9 @@ def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tu
         net = net.to(memory_format=torch.channels_last)
     T = int(header.get("schedule", {}).get("T", 500))
     plan = PreprocessPlan.from_dict(header["preprocess"]) if header.get("preprocess") else PreprocessPlan()
+    if plan.condition_channels != net.cfg.cond_channels:
+        raise ModelError(f"{path.name}: its network takes {net.cfg.cond_channels} conditioning channel(s) but its "
+                         f"preprocessing plan makes {plan.condition_channels}")
     return LoadedModel(net=net, sched=sigmoid_schedule(T), plan=plan, header=header, path=path, device=dev), warnings
 
 
@@ -436,9 +439,11 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
             idx = slices[start : start + batch_slices]
             x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
             brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
+            cond = prepared.condition(idx)
+            cond = None if cond is None else torch.from_numpy(cond).to(lm.device)
             noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
             with network_precision(precision, lm.device):
-                pred = predict(lm.net, lm.sched, x, c, noise, brain=brain)
+                pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond)
             for m in modes + as_modes:
                 src = m if m in modes else "out"
                 p_m = pred.probs[src].float().cpu().numpy()
@@ -500,11 +505,13 @@ def _mirror_context(prepared):
     """The mirror criterion's context on the model grid: the window undone (HU inside the window;
     the criterion compares medians of brain tissue, which lies inside it) and the brain; the midline is
     fitted on first use."""
-    from sdpm_cli.postprocess.symmetry import mirror_context
+    from sdpm_cli.postprocess.symmetry import MirrorContext, mirror_context
     from sdpm_cli.preprocess import undo_window
 
     plan = prepared.plan
     hu = undo_window(prepared.x, plan.window_level, plan.window_width)
+    if prepared.midline is not None:  # already fitted for the network's mirror channel, on the same input
+        return MirrorContext.with_line(hu, prepared.brain, prepared.midline, (plan.spacing_mm, plan.spacing_mm))
     return mirror_context(hu, prepared.brain, (plan.spacing_mm, plan.spacing_mm))
 
 

@@ -70,7 +70,24 @@ def threshold_baseline(col: sitk.Image, lo: float = 50.0, hi: float = 90.0) -> n
     return (brain[mid] > 0) & (arr[mid] >= lo) & (arr[mid] <= hi)
 
 
-def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesion_filter=None, device: str = "cpu") -> dict:
+def read_slice(path: Path, quarter_turns: int = 0) -> sitk.Image:
+    """A fixture slice, optionally turned by quarter_turns x 90 degrees in its plane (same spacing and
+    origin). The fixtures lie with the head's antero-posterior axis along the image rows (their
+    orientation was lost when CT-ICH was converted); 1 quarter turn stands the heads upright, the
+    orientation of a correctly labelled DICOM series and of the training phantoms."""
+    img = sitk.ReadImage(str(path))
+    if quarter_turns % 4 == 0:
+        return img
+    arr = np.ascontiguousarray(np.rot90(sitk.GetArrayFromImage(img), quarter_turns, axes=(1, 2)))
+    out = sitk.GetImageFromArray(arr)
+    out.SetSpacing(img.GetSpacing())
+    out.SetOrigin(img.GetOrigin())
+    out.SetDirection(img.GetDirection())
+    return out
+
+
+def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesion_filter=None, device: str = "cpu",
+          quarter_turns: int = 0) -> dict:
     """Per-slice Dice for every mode (+ the threshold), pooled Dice and means."""
     from sdpm_cli.pipeline import load_model, segment_study
 
@@ -79,8 +96,8 @@ def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesio
     rows, pooled = [], {m: [0, 0] for m in modes + ["threshold"]}
     mid = N_REPEAT // 2
     for name, ct, mask in cases(folder):
-        col = column(sitk.ReadImage(str(ct)))
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))[0] > 0
+        col = column(read_slice(ct, quarter_turns))
+        truth = sitk.GetArrayFromImage(read_slice(mask, quarter_turns))[0] > 0
         seg = segment_study(_ColumnStudy(col, name), model=lm, mode=run_mode, seed=seed, lesion_filter=lesion_filter)
         row = {"case": name, "truth_px": int(truth.sum())}
         # volumes of the whole 20-slice column (what an interval is about): truth, point, band, interval
@@ -118,13 +135,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-lesion-filter", action="store_true")
     ap.add_argument("--device", default="cpu", help="where the model runs (cpu | cuda | auto)")
+    ap.add_argument("--quarter-turns", type=int, default=0,
+                    help="turn every slice (and its mask) by this many x 90 degrees first (1: heads upright)")
     ap.add_argument("--out", default=None, help="write the JSON here")
     a = ap.parse_args(argv)
     folder = Path(a.fixtures)
     if not folder.is_dir():
         print(f"no fixtures at {folder}", file=sys.stderr)
         return 3
-    res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None, a.device)
+    res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None, a.device, a.quarter_turns)
+    res["quarter_turns"] = a.quarter_turns
     res["model"] = a.model or "default"
     for r in res["cases"]:
         print(r["case"], " ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_")),

@@ -49,6 +49,8 @@ def train_cmd(
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clip; 0 = off [1.0]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random stream [0]."),
     width: Optional[int] = typer.Option(None, "--width", help="First-level channels; all levels scale with it [16]."),
+    rotate_deg: Optional[float] = typer.Option(None, "--rotate-deg", help="In-plane rotation augmentation, uniform in +-DEG [15]; 180 = any orientation (heads stored rotated in their image)."),
+    mirror_channel: bool = typer.Option(False, "--mirror-channel", help="Give the network the slice mirrored across the head's midline as a second input (with --init: added to that model, starting from zero weights)."),
     lesion_fraction: Optional[float] = typer.Option(None, "--lesion-fraction", help="Share of patches centred on lesions [0.5]."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out share of cases for validation Dice [0.1]."),
     val_every: Optional[int] = typer.Option(None, "--val-every", help="Steps between validations; 0 = at the end only [500]."),
@@ -83,6 +85,12 @@ def train_cmd(
     cfg["cache"] = str(cache) if cache else ""
     if width is not None:
         cfg["net"] = {**cfg["net"], **scaled_widths(width)}
+    if rotate_deg is not None:
+        cfg["augment"] = {**cfg["augment"], "rotate_deg": float(rotate_deg)}
+    if mirror_channel:
+        cfg["plan"] = {**cfg["plan"], "mirror_channel": True}
+        if init is None:
+            cfg["net"] = {**cfg["net"], "cond_channels": 1}
     if init is not None:
         if resume is not None:
             raise UsageError("--init starts a new run; --resume continues one (its init is in the checkpoint)")

@@ -73,11 +73,13 @@ def sdpm_losses(
     t: Tensor | None = None,
     eps: Tensor | None = None,
     generator: torch.Generator | None = None,
+    cond: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """All SDPM losses for one batch; x0 [B,1,H,W] in [-1,1], y0 [B,C,H,W] in {-1,1}.
 
     t and eps (one noise map [B,1,H,W], shared by image and every label channel) are drawn from
-    `generator` when not given. Returns the weighted "total" and each unweighted term.
+    `generator` when not given. `cond` [B,K,H,W]: clean conditioning channels (never noised).
+    Returns the weighted "total" and each unweighted term.
     """
     w = weights or LossWeights()
     B = x0.shape[0]
@@ -87,7 +89,7 @@ def sdpm_losses(
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     x_t = q_sample(x0, t, eps, sched)
     y_t = q_sample(y0, t, eps, sched)
-    eps_hat, yt_hat = net(x_t, t, need_label=True)
+    eps_hat, yt_hat = net(x_t, t, need_label=True) if cond is None else net(x_t, t, need_label=True, cond=cond)
     y0_hat = predict_z0(yt_hat, t, eps_hat, sched)
 
     per = lambda v: v.flatten(1).mean(1)  # noqa: E731 - mean over all but the batch axis

@@ -24,7 +24,8 @@ from sdpm_cli.labels import NUM_CLASSES
 class NetConfig:
     """Architecture as data (JSON-serialisable; a checkpoint rebuilds the net from it)."""
 
-    in_channels: int = 1
+    in_channels: int = 1  # the diffused image
+    cond_channels: int = 0  # clean conditioning channels beside it (the plan's mirror image); never noised
     num_classes: int = NUM_CLASSES
     widths: tuple[int, ...] = (16, 32, 64, 64)  # encoder channels per resolution level
     blocks: int = 1  # residual blocks per encoder level
@@ -38,6 +39,8 @@ class NetConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.decoder_widths is not None:
             object.__setattr__(self, "decoder_widths", tuple(int(w) for w in self.decoder_widths))
+        if self.cond_channels < 0:
+            raise ValueError("NetConfig.cond_channels must be >= 0")
         if not self.widths or min(self.widths) < 1 or self.blocks < 1 or self.decoder_blocks < 1:
             raise ValueError("NetConfig needs at least one level, positive widths and >= 1 block")
         if self.decoder_widths is not None and len(self.decoder_widths) != len(self.widths):
@@ -139,7 +142,7 @@ class Encoder(nn.Module):
         w, td, g = cfg.widths, cfg.time_dim, cfg.groups
         self.cfg = cfg
         self.time_mlp = nn.Sequential(nn.Linear(w[0], td), nn.SiLU(), nn.Linear(td, td))
-        self.stem = nn.Conv2d(cfg.in_channels, w[0], 3, padding=1)
+        self.stem = nn.Conv2d(cfg.in_channels + cfg.cond_channels, w[0], 3, padding=1)
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
         cin = w[0]
@@ -151,7 +154,12 @@ class Encoder(nn.Module):
         self.mid = ResBlock(w[-1], w[-1], td, g)
         self.attn = SelfAttention(w[-1], g) if cfg.attention else None
 
-    def forward(self, x: Tensor, t: Tensor) -> Features:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Features:
+        if (cond is None) != (self.cfg.cond_channels == 0) or (cond is not None and cond.shape[1] != self.cfg.cond_channels):
+            raise ValueError(f"this network takes {self.cfg.cond_channels} conditioning channel(s), got "
+                             f"{0 if cond is None else cond.shape[1]}")
+        if cond is not None:
+            x = torch.cat([x, cond.to(x.dtype)], dim=1)
         H, W = x.shape[-2:]
         m = self.cfg.multiple
         ph, pw = (-H) % m, (-W) % m
@@ -204,7 +212,11 @@ class Decoder(nn.Module):
 
 
 class SDPMNet(nn.Module):
-    """x_t, t -> (eps_hat [B,1,H,W], y_t_hat [B,C,H,W] or None)."""
+    """x_t, t (, cond) -> (eps_hat [B,1,H,W], y_t_hat [B,C,H,W] or None).
+
+    `cond` [B, cond_channels, H, W] is clean side information the image does not carry locally (the
+    mirror image across the head's midline): concatenated to x_t at the input, never diffused.
+    """
 
     def __init__(self, cfg: NetConfig | None = None):
         super().__init__()
@@ -213,10 +225,10 @@ class SDPMNet(nn.Module):
         self.noise_decoder = Decoder(self.cfg, 1)
         self.label_decoder = Decoder(self.cfg, self.cfg.num_classes)
 
-    def encode(self, x_t: Tensor, t: Tensor) -> Features:
+    def encode(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Features:
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
-        return self.encoder(x_t, t)
+        return self.encoder(x_t, t, cond)
 
     def eps_head(self, feats: Features) -> Tensor:
         return self.noise_decoder(feats)
@@ -224,9 +236,26 @@ class SDPMNet(nn.Module):
     def label_head(self, feats: Features) -> Tensor:
         return self.label_decoder(feats)
 
-    def forward(self, x_t: Tensor, t: Tensor, need_label: bool = True) -> tuple[Tensor, Tensor | None]:
-        feats = self.encode(x_t, t)
+    def forward(self, x_t: Tensor, t: Tensor, need_label: bool = True, cond: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        feats = self.encode(x_t, t, cond)
         return self.eps_head(feats), (self.label_head(feats) if need_label else None)
+
+
+def with_condition_channels(net: SDPMNet, cond_channels: int) -> SDPMNet:
+    """The same network taking `cond_channels` conditioning channels (at least as many as it has):
+    the stem's weights for the new channels are zero, so it computes exactly what `net` computes
+    until training teaches it to use them (fine-tuning a released model to read a mirror image)."""
+    from dataclasses import replace
+
+    if cond_channels < net.cfg.cond_channels:
+        raise ValueError("a network's conditioning channels can be added, not removed")
+    wide = SDPMNet(replace(net.cfg, cond_channels=cond_channels))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    w = state["encoder.stem.weight"]
+    extra = cond_channels - net.cfg.cond_channels
+    state["encoder.stem.weight"] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    wide.load_state_dict(state, strict=True)
+    return wide.train(net.training)
 
 
 def count_params(net_or_cfg: nn.Module | NetConfig) -> int:
@@ -243,11 +272,12 @@ def flops_breakdown(cfg: NetConfig, h: int, w: int) -> dict[str, int]:
 
     net = SDPMNet(cfg).eval()
     x = torch.zeros(1, cfg.in_channels, h, w)
+    cond = torch.zeros(1, cfg.cond_channels, h, w) if cfg.cond_channels else None
     t = torch.zeros(1, dtype=torch.long)
     out: dict[str, int] = {}
     with torch.no_grad():
         with FlopCounterMode(display=False) as fc:
-            feats = net.encode(x, t)
+            feats = net.encode(x, t, cond)
         out["encoder"] = int(fc.get_total_flops())
         with FlopCounterMode(display=False) as fc:
             net.eps_head(feats)

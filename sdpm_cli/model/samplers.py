@@ -210,18 +210,19 @@ def _slice_noise(noise: NoiseSource, n_slices: int) -> SliceNoise:
     return SliceNoise.from_generator(noise, n_slices)
 
 
-def _call(net, x: Tensor, t: Tensor | int, need_label: bool):
+def _call(net, x: Tensor, t: Tensor | int, need_label: bool, cond: Tensor | None = None):
     if not isinstance(t, Tensor):
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    out = net(x, t.to(x.device), need_label=need_label)
+    # `cond`: the clean conditioning channels of these rows (a model whose plan asks for a mirror image)
+    out = net(x, t.to(x.device), need_label=need_label) if cond is None else net(x, t.to(x.device), need_label=need_label, cond=cond)
     # under bf16 autocast the network runs in bf16; the diffusion maths stays in float32
     return tuple(None if v is None else v.float() for v in out)
 
 
-def predict_out(net, sched: Schedule, x0: Tensor) -> Tensor:
+def predict_out(net, sched: Schedule, x0: Tensor, cond: Tensor | None = None) -> Tensor:
     """`out`: one call on the clean image at step index 0; returns per-sample p [1,B,C,H,W]."""
     t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-    eps_hat, yt_hat = _call(net, x0, t, True)
+    eps_hat, yt_hat = _call(net, x0, t, True, cond)
     return _to_prob(predict_z0(yt_hat, t, eps_hat, sched))[None]
 
 
@@ -251,7 +252,8 @@ def salient_plan(cfg: InferenceConfig, T: int, generator: torch.Generator | Sequ
     return t, torch.full((S, K), 1.0 / K, dtype=torch.float64)
 
 
-def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise: NoiseSource) -> Tensor:
+def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise: NoiseSource,
+                    cond: Tensor | None = None) -> Tensor:
     """`salient`: weighted mean of y0_hat(t) over the window, fresh noise per t; p [S,B,C,H,W].
     Each slice's repeats have their own timestep plan and noise (see SliceNoise)."""
     B = x0.shape[0]
@@ -272,7 +274,7 @@ def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, nois
         wt = torch.tensor([float(ws[s, b, k]) for b, s, k in rows], device=x0.device, dtype=x0.dtype)
         x_rep = x0.repeat(n, 1, 1, 1)
         x_t = q_sample(x_rep, t, noise.randn([(b, s) for b, s, _ in rows], x0.shape[1:], x0), sched)
-        eps_hat, yt_hat = _call(net, x_t, t, True)
+        eps_hat, yt_hat = _call(net, x_t, t, True, None if cond is None else cond.repeat(n, 1, 1, 1))
         y0 = predict_z0(yt_hat, t, eps_hat, sched).clamp(-1.0, 1.0)
         y0 = y0.reshape(n, B, *y0.shape[1:]) * wt.reshape(n, B, 1, 1, 1)
         if acc is None:
@@ -320,7 +322,8 @@ def run_chain(
     raise ValueError("a chain needs at least one index")
 
 
-def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise: NoiseSource) -> Tensor:
+def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise: NoiseSource,
+                  cond: Tensor | None = None) -> Tensor:
     """`infer`: N runs of Algorithm 1 from T_i (strided with cfg.steps); p [S,B,C,H,W].
     Run s of slice b draws from stream (b, s) only (see SliceNoise)."""
     B = x0.shape[0]
@@ -328,15 +331,16 @@ def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise:
     S = cfg.infer_samples
     k0 = cfg.start(sched.T) - 1
     ks = step_indices(k0, cfg.steps)
-    eps_fn = lambda x, k: _call(net, x, k, False)[0]  # noqa: E731 - label decoder skipped in the chain
     outs = []
     chains = S * B
     for i in range(0, chains, cfg.max_batch):
         ids = range(i, min(i + cfg.max_batch, chains))
         rows = [(c % B, c // B) for c in ids]  # chain c: slice c % B, run c // B
-        xc = x0[torch.tensor([b for b, _ in rows], device=x0.device)]
+        which = torch.tensor([b for b, _ in rows], device=x0.device)
+        xc, cc = x0[which], (None if cond is None else cond[which])
+        eps_fn = lambda x, k, cc=cc: _call(net, x, k, False, cc)[0]  # noqa: E731 - label decoder skipped in the chain
         x = q_sample(xc, torch.full((len(rows),), k0, device=x0.device), noise.randn(rows, x0.shape[1:], x0), sched)
-        eps_hat, y = _call(net, x, k0, True)  # the label head's y_t_hat starts the label chain
+        eps_hat, y = _call(net, x, k0, True, cc)  # the label head's y_t_hat starts the label chain
         draw = lambda like, rows=rows: noise.randn(rows, like.shape[1:], like)  # noqa: E731
         y0, _ = run_chain(eps_fn, x, y, eps_hat, ks, sched, draw, d_i=cfg.d_i, clamp=cfg.clamp)
         outs.append(y0)
@@ -365,13 +369,14 @@ def _sample_masks(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> Tens
 @torch.no_grad()
 def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
             generator: NoiseSource | Mapping[str, NoiseSource],
-            brain: Tensor | None = None) -> Prediction:
+            brain: Tensor | None = None, cond: Tensor | None = None) -> Prediction:
     """Read lesion probabilities and masks for a batch of slices x0 [B,1,H,W] in [-1, 1].
 
     `generator`: one source for every mode, or one per stochastic mode ({"salient": n1, "infer": n2});
     a source is a torch.Generator or a SliceNoise (per-slice seeds). With separate sources a
     `--mode salient` run draws exactly the noise that `salient` draws inside `union`, so the union
-    of one run contains the other modes' runs voxel for voxel.
+    of one run contains the other modes' runs voxel for voxel. `cond` [B, K, H, W]: the clean
+    conditioning channels of these slices, for a network that takes them (`Prepared.condition`).
     """
     gens = generator if isinstance(generator, Mapping) else {"salient": generator, "infer": generator}
     if x0.dim() != 4 or x0.shape[1] != 1:
@@ -382,11 +387,11 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
     samples: dict[str, Tensor] = {}
     for m in modes:
         if m == "out":
-            samples[m] = predict_out(net, sched, x0)
+            samples[m] = predict_out(net, sched, x0, cond)
         elif m == "salient":
-            samples[m] = predict_salient(net, sched, x0, cfg, gens["salient"])
+            samples[m] = predict_salient(net, sched, x0, cfg, gens["salient"], cond)
         else:
-            samples[m] = predict_infer(net, sched, x0, cfg, gens["infer"])
+            samples[m] = predict_infer(net, sched, x0, cfg, gens["infer"], cond)
     probs, spreads, masks, counts = {}, {}, {}, {}
     for m, p in samples.items():
         probs[m], spreads[m], raw, counts[m] = _summarise(p, brain, cfg)

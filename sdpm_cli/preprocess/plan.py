@@ -12,6 +12,12 @@ from typing import Any
 from sdpm_cli.errors import ModelError
 
 
+def _flag(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
 @dataclass(frozen=True)
 class PreprocessPlan:
     """Model grid, brain window and the HU thresholds of the classical brain extraction."""
@@ -31,6 +37,9 @@ class PreprocessPlan:
     # on 2.5-5 mm slices; the mask goes back to every source slice of its slab. 0 turns it off.
     thin_slice_mm: float = 2.0
     slab_mm: float = 5.0
+    # A second input channel: the windowed slice reflected across the head's mid-sagittal plane
+    # (preprocess.symmetry), so the network compares each pixel with the same tissue on the other side.
+    mirror_channel: bool = False
 
     def __post_init__(self) -> None:
         if not (self.spacing_mm > 0 and self.size > 0 and self.window_width > 0):
@@ -43,6 +52,11 @@ class PreprocessPlan:
         if self.thin_slice_mm <= 0 or slice_spacing_mm <= 0 or slice_spacing_mm >= self.thin_slice_mm:
             return 1
         return max(1, int(round(self.slab_mm / slice_spacing_mm)))
+
+    @property
+    def condition_channels(self) -> int:
+        """Input channels besides the (diffused) image itself: the network's `cond_channels`."""
+        return int(self.mirror_channel)
 
     @property
     def window(self) -> tuple[float, float]:
@@ -60,7 +74,7 @@ class PreprocessPlan:
         if unknown:
             raise ModelError(f"checkpoint preprocessing plan has unknown fields: {', '.join(unknown)} (newer sdpm?)")
         try:
-            kwargs = {k: (int(v) if k == "size" else float(v)) for k, v in data.items()}
+            kwargs = {k: (int(v) if k == "size" else _flag(v) if known[k] == "bool" else float(v)) for k, v in data.items()}
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"checkpoint preprocessing plan is invalid: {exc}") from None

@@ -17,7 +17,8 @@ from sdpm_cli.errors import InputRejected
 from sdpm_cli.preprocess.brainmask import brain_mask_array
 from sdpm_cli.preprocess.grid import ModelGrid, native_slices, to_model_array, to_native_array
 from sdpm_cli.preprocess.plan import PreprocessPlan
-from sdpm_cli.preprocess.window import apply_window
+from sdpm_cli.preprocess.symmetry import Midline, midline, mirror_image, plane_lines
+from sdpm_cli.preprocess.window import apply_window, undo_window
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,18 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     slabs: Optional[Slabs] = None  # thin series read as slabs (grid.native_* are then the slab grid)
     brain_native: Optional[np.ndarray] = field(default=None, repr=False)  # uint8 [Z, Y, X] on grid.native_*
+    # float32 [Z, size, size]: x reflected across the head's mid-sagittal plane (plan.mirror_channel)
+    mirror: Optional[np.ndarray] = field(default=None, repr=False)
+    midline: Optional[Midline] = None  # the study's mid-sagittal line on the model grid, where it was fitted
+
+    def condition(self, idx) -> Optional[np.ndarray]:
+        """float32 [B, K, size, size]: the network's conditioning channels on model slices `idx`
+        (None when the plan asks for none)."""
+        if not self.plan.mirror_channel:
+            return None
+        if self.mirror is None:
+            raise ValueError("the plan asks for a mirror channel but none was prepared")
+        return self.mirror[idx][:, None].astype(np.float32)
 
     def set_source_geometry(self, image: sitk.Image) -> sitk.Image:
         """Stamp the source grid's geometry (what every output is written on) on a source-shape image."""
@@ -212,6 +225,14 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
     brain = (to_model_array(brain_native, grid, order=1, smooth=True) >= 0.5).astype(np.uint8)
     x[brain == 0] = -1.0
     brain_slices = np.flatnonzero(brain.any(axis=(1, 2)))
+    mirror, line = None, None
+    if plan.mirror_channel:
+        hu_model = undo_window(x, plan.window_level, plan.window_width)
+        line = midline(hu_model, brain, (plan.spacing_mm, plan.spacing_mm))
+        lines = plane_lines(hu_model, brain, (plan.spacing_mm, plan.spacing_mm), line)
+        mirror = mirror_image(x, brain, lines)
+        if lines is None:
+            warnings.append("no mid-sagittal plane could be fitted: the model sees no mirror image")
     log.debug("brain %d native voxels, %d model slices, box %.0fx%.0f mm", n_brain, len(brain_slices), *box_mm)
     voxel_ml = abs(np.linalg.det(np.reshape(image_hu.GetDirection(), (3, 3)))) * float(np.prod(spacing)) / 1000.0
     return Prepared(
@@ -224,6 +245,8 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
         warnings=warnings,
         slabs=slabs,
         brain_native=brain_native,
+        mirror=mirror,
+        midline=line,
     )
 
 

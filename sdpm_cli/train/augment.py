@@ -68,7 +68,10 @@ def intensity(x: torch.Tensor, brain: torch.Tensor, gain: torch.Tensor, offset: 
 
 
 def brain_blur(x: torch.Tensor, brain: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-sample Gaussian blur inside the brain (normalised convolution: the -1 outside never leaks in)."""
+    """Per-sample Gaussian blur inside the brain (normalised convolution: the -1 outside never leaks in);
+    every channel of x [B,K,H,W] with the sample's sigma."""
+    if x.shape[1] > 1:
+        return torch.cat([brain_blur(x[:, k : k + 1], brain, sigma) for k in range(x.shape[1])], 1)
     B = x.shape[0]
     r = 3
     k = torch.arange(-r, r + 1, dtype=x.dtype)
@@ -89,7 +92,12 @@ def brain_blur(x: torch.Tensor, brain: torch.Tensor, sigma: torch.Tensor) -> tor
 def augment(
     x: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random flip/rotation/zoom, then intensity and noise; x [B,1,H,W] float, labels/brain [B,H,W]."""
+    """Random flip/rotation/zoom, then intensity and noise; x [B,1+K,H,W] float, labels/brain [B,H,W].
+
+    Channels after the first (the mirror image) get the same geometry, blur, gamma, gain and offset
+    as the image - a scanner changes both sides of a head alike - and noise of their own; where a
+    conditioning channel says "no mirror" (-1) it keeps saying so.
+    """
     B = x.shape[0]
     u = torch.rand(B, 9, generator=generator, dtype=torch.float64).to(torch.float32)
     noise = torch.randn(x.shape, generator=generator)
@@ -104,6 +112,7 @@ def augment(
     elif cfg.flip_lr > 0:
         x, masks = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x), torch.where(flip.view(-1, 1, 1, 1), masks.flip(-1), masks)
     labels, brain = masks[:, 0], masks[:, 1]
+    none = x[:, 1:] <= -1.0  # conditioning pixels without a mirror (after the warp, before any blur)
     gain = 1.0 + (2 * u[:, 3] - 1) * cfg.intensity_scale
     offset = (2 * u[:, 4] - 1) * cfg.intensity_shift
     sigma = (u[:, 5] * cfg.noise_std).view(-1, 1, 1, 1)
@@ -113,6 +122,8 @@ def augment(
         g = torch.exp((2 * u[:, 8] - 1) * math.log1p(cfg.gamma)).view(-1, 1, 1, 1)
         x = torch.where(brain.bool().unsqueeze(1), ((x + 1.0) / 2.0).clamp_min(0.0) ** g * 2.0 - 1.0, x)
     x = intensity(x, brain, gain, offset, noise * sigma)
+    if none.numel():
+        x[:, 1:] = torch.where(none, -1.0, x[:, 1:])
     return x, labels, brain
 
 

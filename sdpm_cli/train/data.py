@@ -43,6 +43,7 @@ class CaseArrays:
     brain: np.ndarray  # uint8 [S, H, W]
     key: str  # content hash of (image, label, plan): identifies the case in headers and caches
     lost_lesion_voxels: int = 0  # model-grid lesion voxels outside the brain mask (not trained on)
+    m: Optional[np.ndarray] = None  # float16 [S, H, W]: the mirror channel (plan.mirror_channel), else None
 
 
 @dataclass
@@ -56,6 +57,7 @@ class SliceSet:
     cases: list[str]
     lesion_voxels: dict[int, np.ndarray] = field(default_factory=dict)  # class -> int32 [K, 3] (n, y, x)
     brain_box: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))  # [N, 4] y0, y1, x0, x1
+    m: Optional[np.ndarray] = None  # float16 [N, H, W]: the mirror channel, when the plan makes one
 
     @property
     def n_slices(self) -> int:
@@ -145,6 +147,7 @@ def prepare_case(case: TrainCase, plan) -> CaseArrays:
         brain=np.ascontiguousarray(prepared.brain[keep], dtype=np.uint8),
         key="",
         lost_lesion_voxels=lost,
+        m=None if prepared.mirror is None else np.ascontiguousarray(prepared.mirror[keep], dtype=np.float16),
     )
 
 
@@ -169,13 +172,14 @@ def load_case(case: TrainCase, plan, cache_dir: Optional[Path] = None) -> CaseAr
         try:
             with np.load(entry) as z:
                 if str(z["key"]) == key:
-                    return CaseArrays(case.case, z["x"], z["y"], z["brain"], key, int(z["lost"]))
+                    return CaseArrays(case.case, z["x"], z["y"], z["brain"], key, int(z["lost"]), z["m"] if "m" in z else None)
         except (OSError, KeyError, ValueError):
             log.debug("cache entry %s unreadable; rebuilding", entry)
     arrays = prepare_case(case, plan)
     arrays.key = key
     if entry is not None:
-        _atomic_savez(entry, x=arrays.x, y=arrays.y, brain=arrays.brain, key=np.array(key), lost=np.array(arrays.lost_lesion_voxels))
+        extra = {} if arrays.m is None else {"m": arrays.m}
+        _atomic_savez(entry, x=arrays.x, y=arrays.y, brain=arrays.brain, key=np.array(key), lost=np.array(arrays.lost_lesion_voxels), **extra)
     return arrays
 
 
@@ -184,6 +188,10 @@ def stack_cases(cases: Sequence[CaseArrays]) -> SliceSet:
     if not cases:
         raise InputRejected("no training slices: every case is empty after brain masking")
     x = np.concatenate([c.x for c in cases])
+    with_m = [c.m is not None for c in cases]
+    if any(with_m) and not all(with_m):
+        raise ValueError("cases prepared with and without a mirror channel cannot be stacked")
+    m = np.concatenate([c.m for c in cases]) if all(with_m) else None
     y = np.concatenate([c.y for c in cases])
     brain = np.concatenate([c.brain for c in cases])
     owner = np.concatenate([np.full(c.x.shape[0], i, np.int32) for i, c in enumerate(cases)])
@@ -198,7 +206,7 @@ def stack_cases(cases: Sequence[CaseArrays]) -> SliceSet:
         else:
             boxes[n] = (r[0], r[-1], c[0], c[-1])
     return SliceSet(x=x, y=y, brain=brain, case_of_slice=owner, cases=[c.case for c in cases],
-                    lesion_voxels=lesions, brain_box=boxes)
+                    lesion_voxels=lesions, brain_box=boxes, m=m)
 
 
 def dataset_digest(keys: Sequence[str]) -> str:
@@ -254,7 +262,8 @@ class PatchSampler:
         return n, cy, cx
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x float32 [B,1,P,P], labels uint8 [B,P,P], brain uint8 [B,P,P])."""
+        """(x float32 [B,1+K,P,P], labels uint8 [B,P,P], brain uint8 [B,P,P]); x's channels after the
+        first are the conditioning channels (K = 1 with a mirror channel, else 0)."""
         d, P = self.data, self.patch
         n, cy, cx = self._centres(batch)
         y0 = np.clip(cy - P // 2, 0, d.size - P)
@@ -262,4 +271,6 @@ class PatchSampler:
         ar = np.arange(P)
         nn, rr, cc = n[:, None, None], (y0[:, None] + ar)[:, :, None], (x0[:, None] + ar)[:, None, :]
         x = d.x[nn, rr, cc].astype(np.float32)[:, None]
+        if d.m is not None:
+            x = np.concatenate([x, d.m[nn, rr, cc].astype(np.float32)[:, None]], axis=1)
         return x, d.y[nn, rr, cc], d.brain[nn, rr, cc]

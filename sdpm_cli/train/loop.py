@@ -158,10 +158,11 @@ class Objective(torch.nn.Module):
         self.sched = sched
         self.weights = weights
 
-    def forward(self, x0: torch.Tensor, y0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> dict:
+    def forward(self, x0: torch.Tensor, y0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                cond: Optional[torch.Tensor] = None) -> dict:
         from sdpm_cli.model.losses import sdpm_losses
 
-        return sdpm_losses(self.net, x0, y0, sched=self.sched, weights=self.weights, t=t, eps=eps)
+        return sdpm_losses(self.net, x0, y0, sched=self.sched, weights=self.weights, t=t, eps=eps, cond=cond)
 
 
 @dataclass
@@ -242,23 +243,29 @@ def apply_init(cfg: TrainConfig) -> TrainConfig:
     from sdpm_cli.preprocess import PreprocessPlan
 
     head = read_header(cfg.init)
-    init_plan, init_T = head.get("preprocess") or {}, int(head.get("schedule", {}).get("T", 500))
-    if cfg.net and NetConfig.from_dict(cfg.net) != NetConfig.from_dict(head["architecture"]):
+    arch, init_plan = dict(head["architecture"]), dict(head.get("preprocess") or {})
+    init_T = int(head.get("schedule", {}).get("T", 500))
+    if cfg.plan.get("mirror_channel") and not init_plan.get("mirror_channel"):
+        # a mirror channel added to a model trained without one (its stem weights start at zero)
+        init_plan["mirror_channel"] = True
+        arch["cond_channels"] = NetConfig.from_dict(arch).cond_channels + 1
+    if cfg.net and NetConfig.from_dict({**arch, **cfg.net}) != NetConfig.from_dict(arch):
         raise UsageError("--init: the model's architecture is fixed by the init model (drop --width)")
-    if cfg.plan and PreprocessPlan.from_dict(cfg.plan) != PreprocessPlan.from_dict(init_plan):
+    if cfg.plan and PreprocessPlan.from_dict({**init_plan, **cfg.plan}) != PreprocessPlan.from_dict(init_plan):
         raise UsageError("--init: the preprocessing plan is fixed by the init model")
-    changes = {"net": dict(head["architecture"]), "plan": dict(init_plan), "T": init_T,
-               "init_sha256": head.get("sha256", "")}
+    changes = {"net": arch, "plan": init_plan, "T": init_T, "init_sha256": head.get("sha256", "")}
     return TrainConfig.from_dict({**cfg.to_dict(), **changes})
 
 
 def init_weights(cfg: TrainConfig, net_cfg) -> torch.nn.Module:
     """The init model's network, checked against the architecture and digest this run records."""
     from sdpm_cli.model.checkpoint import load_checkpoint
-    from sdpm_cli.model.network import NetConfig
+    from sdpm_cli.model.network import with_condition_channels
 
     net, head = load_checkpoint(cfg.init)
-    if NetConfig.from_dict(head["architecture"]) != net_cfg:
+    if net.cfg.cond_channels < net_cfg.cond_channels:  # --mirror-channel on a model without one
+        net = with_condition_channels(net, net_cfg.cond_channels)
+    if net.cfg != net_cfg:
         raise UsageError("--init: the model's architecture differs from this run's")
     if cfg.init_sha256 and head.get("sha256") != cfg.init_sha256:
         raise UsageError("--init: the init model changed since this run started (its sha256 differs)")
@@ -305,7 +312,8 @@ def validation_dice(net: torch.nn.Module, sched, val: SliceSet, idx: np.ndarray,
         sel = idx[s : s + chunk]
         x = torch.from_numpy(val.x[sel].astype(np.float32)[:, None]).to(device)
         brain = torch.from_numpy(val.brain[sel][:, None].astype(bool)).to(device)
-        p = predict(net, sched, x, cfg, gen, brain=brain)
+        cond = None if val.m is None else torch.from_numpy(val.m[sel].astype(np.float32)[:, None]).to(device)
+        p = predict(net, sched, x, cfg, gen, brain=brain, cond=cond)
         pred[:, s : s + len(sel)] = p.masks["out"].cpu().numpy().transpose(1, 0, 2, 3)
     net.train(was_training)
     truth = val.y[idx]
@@ -390,6 +398,9 @@ def train(
         out, state_path = Path(cfg.out), cfg.state_path()
         log_path = Path(cfg.log) if cfg.log else None
         plan = PreprocessPlan.from_dict(cfg.plan) if cfg.plan else PreprocessPlan()
+        if NetConfig.from_dict(cfg.net).cond_channels != plan.condition_channels:
+            raise UsageError(f"the network takes {NetConfig.from_dict(cfg.net).cond_channels} conditioning channel(s), "
+                             f"the preprocessing plan makes {plan.condition_channels}")
         failure: Optional[Exception] = None
         try:  # every refusal happens here, before any training, on every rank together
             if dist.is_main:
@@ -508,15 +519,19 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr
             xb, lb, bb = sampler.sample(cfg.batch)
-            x0, lab, _ = augment(torch.from_numpy(xb), torch.from_numpy(lb), torch.from_numpy(bb), aug_cfg, aug_gen)
+            xa, lab, _ = augment(torch.from_numpy(xb), torch.from_numpy(lb), torch.from_numpy(bb), aug_cfg, aug_gen)
+            x0, cond = xa[:, :1], (xa[:, 1:] if xa.shape[1] > 1 else None)  # the image; the mirror channel
             y0 = labels_to_pm1(lab)
             t = sample_t(cfg.batch, sched.T, weights, generator=noise_gen)
             eps = torch.randn(x0.shape, generator=noise_gen)
             x0, y0, t, eps = (v.to(device, non_blocking=True) for v in (x0, y0, t, eps))
+            if cond is not None:
+                cond = cond.to(device, non_blocking=True)
             if cfg.channels_last:
                 x0, y0, eps = (v.contiguous(memory_format=torch.channels_last) for v in (x0, y0, eps))
+                cond = None if cond is None else cond.contiguous(memory_format=torch.channels_last)
             with autocast():
-                parts = model(x0, y0, t, eps)
+                parts = model(x0, y0, t, eps, cond)
             total = parts["total"]
             if not torch.isfinite(total.detach()).all():
                 raise ModelError(f"training diverged at step {step + 1} (loss is not finite); lower --lr")

@@ -21,7 +21,9 @@ SHAPE = (12, 128, 128)
 def _head():
     z, y, x = np.meshgrid(*(np.arange(n, dtype=float) for n in SHAPE), indexing="ij")
     yc, xc, zc = (SHAPE[1] - 1) / 2, (SHAPE[2] - 1) / 2, (SHAPE[0] - 1) / 2
-    r = np.sqrt(((x - xc) * SPACING[0] / 40) ** 2 + ((y - yc) * SPACING[1] / 46) ** 2 + ((z - zc) * SPACING[2] / 60) ** 2)
+    # egg-shaped (wider at the back): left-right is its only mirror symmetry, as in a real head
+    yy = (y - yc) * SPACING[1] / 46
+    r = np.sqrt(((x - xc) * SPACING[0] / (40 * (1 + 0.15 * yy))) ** 2 + yy**2 + ((z - zc) * SPACING[2] / 60) ** 2)
     hu = np.full(SHAPE, -1000.0)
     hu[(r >= 1.0) & (r < 1.15)] = 1000.0
     hu[r < 1.0] = 30.0

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from sdpm_cli.model.network import NetConfig, SDPMNet, count_flops, count_params, flops_breakdown
+from sdpm_cli.model.network import NetConfig, SDPMNet, count_flops, count_params, flops_breakdown, with_condition_channels
 
 TINY = NetConfig(widths=(8, 16), decoder_widths=(8, 8), time_dim=16, groups=4)
 
@@ -68,3 +68,35 @@ def test_default_network_fits_the_cpu_budget():
     assert count_flops(cfg, 160, 160) <= 3.0e9  # ARCHITECTURE.md: about 3 GFLOPs per 160x160 call
     assert 1e5 < count_params(cfg) < 5e6
     assert count_params(cfg) == count_params(SDPMNet(cfg))
+
+
+def test_condition_channels_are_required_and_change_the_output():
+    from dataclasses import replace
+
+    net = SDPMNet(replace(TINY, cond_channels=1)).eval()
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([0, 7])
+    with torch.no_grad():
+        a, ya = net(x, t, cond=torch.zeros(2, 1, 16, 16))
+        b, yb = net(x, t, cond=torch.ones(2, 1, 16, 16))
+    assert a.shape == (2, 1, 16, 16) and ya.shape == (2, 2, 16, 16)
+    assert not torch.allclose(ya, yb)
+    with pytest.raises(ValueError, match="takes 1 conditioning channel"):
+        net(x, t)
+    with pytest.raises(ValueError, match="takes 0 conditioning channel"):
+        SDPMNet(TINY)(x, t, cond=torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="cond_channels"):
+        NetConfig(cond_channels=-1)
+
+
+def test_adding_a_condition_channel_keeps_the_function_until_trained():
+    torch.manual_seed(1)
+    net = SDPMNet(TINY).eval()
+    wide = with_condition_channels(net, 1).eval()
+    assert wide.cfg.cond_channels == 1 and count_params(wide) == count_params(net) + 9 * TINY.widths[0]
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([0, 250])
+    with torch.no_grad():
+        e0, y0 = net(x, t)
+        e1, y1 = wide(x, t, cond=torch.randn(2, 1, 16, 16))
+    assert torch.equal(e0, e1) and torch.equal(y0, y1)
+    with pytest.raises(ValueError, match="added, not removed"):
+        with_condition_channels(wide, 0)

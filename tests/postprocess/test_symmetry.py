@@ -17,9 +17,9 @@ def _head(angle_deg: float, centre=(105.0, 95.0), shape=(6, 200, 200)) -> tuple[
     a = np.deg2rad(angle_deg)
     ry, rx = yy - centre[0], xx - centre[1]
     u, v = ry * np.cos(a) + rx * np.sin(a), -ry * np.sin(a) + rx * np.cos(a)  # along / across the axis
-    brain = (u / 80) ** 2 + (v / 60) ** 2 < 1
+    brain = (u / 80) ** 2 + (v / (60 * (1 + 0.15 * u / 80))) ** 2 < 1  # egg-shaped: wider at the back
     hu = np.full(shape[1:], 35.0)
-    hu[(u / 30) ** 2 + ((np.abs(v) - 14) / 6) ** 2 < 1] = 5.0
+    hu[((u + 15) / 25) ** 2 + ((np.abs(v) - 14) / 6) ** 2 < 1] = 5.0  # frontal horns in front
     return np.repeat(hu[None], shape[0], 0), np.repeat(brain[None], shape[0], 0)
 
 

@@ -135,6 +135,29 @@ def test_plan_round_trip_and_bad_headers():
         PreprocessPlan.from_dict({**plan.to_dict(), "gamma": 2})
     with pytest.raises(ModelError, match="invalid"):
         PreprocessPlan.from_dict({"spacing_mm": -1})
+    mirror = PreprocessPlan(mirror_channel=True)
+    assert PreprocessPlan.from_dict(mirror.to_dict()) == mirror and mirror.condition_channels == 1
+    assert PreprocessPlan.from_dict({"size": 96}).condition_channels == 0  # a plan from before the field
+    with pytest.raises(ModelError, match="expected true or false"):
+        PreprocessPlan.from_dict({"mirror_channel": 1.0})
+
+
+def test_prepare_gives_the_mirror_channel_only_when_the_plan_asks():
+    h = build_head(spacing=(0.8, 0.8, 5.0), shape=(4, 256, 256))
+    plain = prepare(h.image)
+    assert plain.mirror is None and plain.condition([0, 1]) is None and plain.midline is None
+    p = prepare(h.image, PreprocessPlan(mirror_channel=True))
+    np.testing.assert_array_equal(p.x, plain.x)  # the image channel is unchanged
+    assert p.mirror.shape == p.x.shape and np.all(p.mirror[p.brain == 0] == -1)
+    assert p.condition([1, 3]).shape == (2, 1, 160, 160) and p.condition([1, 3]).dtype == np.float32
+    # the head is symmetric about its vertical axis except for its bleed: the mirror channel equals
+    # the image away from the bleed, the bleed's edge and the brain's edge (interpolation and noise)
+    assert abs(p.midline.dx) < 0.02 and abs(p.midline.cx - 79.5) < 1.0
+    inner = ndimage.binary_erosion(p.brain > 0, iterations=3, structure=np.ones((1, 3, 3)))
+    bleed = label_to_model(_as_label(h, h.bleed | h.calc), p) > 0
+    near = ndimage.binary_dilation(bleed | bleed[:, :, ::-1], iterations=3, structure=np.ones((1, 3, 3)))
+    diff = np.abs(p.x - p.mirror)[inner & ~near]
+    assert np.median(diff) < 0.05
 
 
 def test_labels_from_probs():

@@ -99,3 +99,22 @@ def test_gamma_keeps_tissue_order():
     out, _, _ = augment(x, lab, brain, cfg, g)
     assert (out.flatten(1).diff(dim=1) >= 0).all()  # monotone
     assert not torch.allclose(out, x)
+
+
+def test_the_mirror_channel_moves_with_the_image_and_keeps_saying_no_mirror():
+    x, lab, brain = _batch(3, B=8)
+    m = x.flip(-1).clone()
+    m[:, :, :, :3] = -1.0  # no mirror there
+    both = torch.cat([x, m], 1)
+    geo = AugmentConfig(noise_std=0, intensity_scale=0, intensity_shift=0, gamma=0, blur_prob=0)
+    a, _, _ = augment(both, lab, brain, geo, torch.Generator().manual_seed(5))
+    ax, _, _ = augment(x, lab, brain, geo, torch.Generator().manual_seed(5))
+    am, _, _ = augment(m, lab, brain, geo, torch.Generator().manual_seed(5))
+    assert torch.allclose(a[:, :1], ax) and torch.allclose(a[:, 1:], am)  # one warp for both channels
+    full = AugmentConfig(noise_std=0.3, intensity_scale=0.3, intensity_shift=0.3)
+    b, _, bb = augment(both, lab, brain, full, torch.Generator().manual_seed(6))
+    gone = (b[:, 1] > -1.0) & (bb == 1)
+    assert gone.any()
+    none_before, _, _ = augment(torch.cat([x, m], 1), lab, brain, AugmentConfig(noise_std=0, intensity_scale=0,
+                                intensity_shift=0, gamma=0, blur_prob=0), torch.Generator().manual_seed(6))
+    assert torch.all(b[:, 1][none_before[:, 1] <= -1.0] == -1.0)

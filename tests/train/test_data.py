@@ -179,3 +179,18 @@ def test_labelled_case_the_head_check_would_refuse_still_trains(tmp_path, monkey
         load_study(img_p)
     arrays = D.prepare_case(D.TrainCase("c", img_p, lab_p), PreprocessPlan())
     assert (arrays.y == 2).any() and arrays.lost_lesion_voxels < (sitk.GetArrayViewFromImage(case.label) == 2).sum()
+
+
+def test_a_mirror_plan_trains_on_image_and_mirror_patches(tiny_dataset):
+    plan = PreprocessPlan(spacing_mm=5.0, size=32, mirror_channel=True)
+    cases = [D.load_case(c, plan) for c in D.find_cases(tiny_dataset)]
+    assert all(c.m is not None and c.m.shape == c.x.shape and c.m.dtype == np.float16 for c in cases)
+    s = D.stack_cases(cases)
+    x, y, b = D.PatchSampler(s, 0, 0.5, seed=1).sample(6)  # whole slices: both channels come from one slice
+    assert x.shape == (6, 2, 32, 32)
+    for i in range(6):
+        n = [k for k in range(s.n_slices) if np.array_equal(s.x[k].astype(np.float32), x[i, 0])][0]
+        assert np.array_equal(s.m[n].astype(np.float32), x[i, 1])
+        assert np.all(x[i, 1][b[i] == 0] == -1.0)
+    with pytest.raises(ValueError, match="with and without a mirror channel"):
+        D.stack_cases([cases[0], D.load_case(D.find_cases(tiny_dataset)[1], PLAN)])

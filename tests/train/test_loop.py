@@ -126,3 +126,44 @@ def test_init_fine_tunes_from_a_model_and_records_it(tiny_dataset, tmp_path):
         apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(init_path), net={"widths": [4, 8], "decoder_widths": [4, 8]}))
     with pytest.raises(ModelError, match="not found"):
         apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(tmp_path / "missing.pt")))
+
+
+def test_mirror_channel_trains_segments_and_can_be_added_to_a_model(tiny_dataset, tmp_path):
+    """--mirror-channel: a model trained with the mirror image as a second input segments through
+    the pipeline; added to a model trained without it, training starts from exactly that model."""
+    import SimpleITK as sitk
+
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.pipeline import load_model, segment_study
+    from sdpm_cli.train.loop import apply_init
+
+    mirror = train(tiny_config(tiny_dataset, tmp_path / "m", steps=4, plan={"spacing_mm": 5.0, "size": 32, "mirror_channel": True},
+                               net={**TINY_NET, "cond_channels": 1}))
+    assert mirror.net.cfg.cond_channels == 1
+    lm, _ = load_model(tmp_path / "m" / "model.pt", "cpu")
+    assert lm.plan.mirror_channel
+
+    class _Study:
+        image = sitk.ReadImage(str(next((tiny_dataset / "imagesTr").iterdir())))
+        warnings: list = []
+
+        class series:
+            uid = "1.2.3"
+
+    seg = segment_study(_Study(), model=lm, mode="out", seed=0)
+    assert sitk.GetArrayFromImage(seg.labels).shape == sitk.GetArrayFromImage(_Study.image).shape
+    with pytest.raises(UsageError, match="conditioning channel"):
+        train(tiny_config(tiny_dataset, tmp_path / "bad", steps=1, plan={"spacing_mm": 5.0, "size": 32, "mirror_channel": True}))
+
+    base = train(tiny_config(tiny_dataset, tmp_path / "a", steps=4))
+    init = tmp_path / "a" / "model.pt"
+    cfg = apply_init(tiny_config(tiny_dataset, tmp_path / "b", steps=3, net={}, plan={"mirror_channel": True},
+                                 init=str(init), lr_init=1e-30, lr_min=0.0))
+    assert cfg.net["cond_channels"] == 1 and cfg.plan["mirror_channel"] is True
+    widened = train(cfg)
+    sa, sb = base.net.state_dict(), widened.net.state_dict()
+    stem = "encoder.stem.weight"
+    assert torch.allclose(sb[stem][:, :1], sa[stem], atol=1e-6) and bool(sb[stem][:, 1:].abs().max() < 1e-20)  # Adam moves 1e-30 lr steps by ~1e-30
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa if k != stem)
+    _, head = load_checkpoint(tmp_path / "b" / "model.pt")
+    assert head["preprocess"]["mirror_channel"] is True and head["architecture"]["cond_channels"] == 1
