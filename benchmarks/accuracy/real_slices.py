@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -86,8 +87,14 @@ def read_slice(path: Path, quarter_turns: int = 0) -> sitk.Image:
     return out
 
 
+def stored_as(img: sitk.Image, code: Optional[str]) -> sitk.Image:
+    """The same image stored in another in-plane order (SimpleITK orientation code, e.g. "RAS": a
+    NIfTI written bottom-up); its geometry says so, as a correctly written file would."""
+    return img if not code else sitk.DICOMOrient(img, code)
+
+
 def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesion_filter=None, device: str = "cpu",
-          quarter_turns: int = 0) -> dict:
+          quarter_turns: int = 0, store_as: Optional[str] = None) -> dict:
     """Per-slice Dice for every mode (+ the threshold), pooled Dice and means."""
     from sdpm_cli.pipeline import load_model, segment_study
 
@@ -96,8 +103,8 @@ def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesio
     rows, pooled = [], {m: [0, 0] for m in modes + ["threshold"]}
     mid = N_REPEAT // 2
     for name, ct, mask in cases(folder):
-        col = column(read_slice(ct, quarter_turns))
-        truth = sitk.GetArrayFromImage(read_slice(mask, quarter_turns))[0] > 0
+        col = stored_as(column(read_slice(ct, quarter_turns)), store_as)
+        truth = sitk.GetArrayFromImage(stored_as(column(read_slice(mask, quarter_turns), 1), store_as))[0] > 0
         seg = segment_study(_ColumnStudy(col, name), model=lm, mode=run_mode, seed=seed, lesion_filter=lesion_filter)
         row = {"case": name, "truth_px": int(truth.sum())}
         # volumes of the whole 20-slice column (what an interval is about): truth, point, band, interval
@@ -137,14 +144,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="where the model runs (cpu | cuda | auto)")
     ap.add_argument("--quarter-turns", type=int, default=0,
                     help="turn every slice (and its mask) by this many x 90 degrees first (1: heads upright)")
+    ap.add_argument("--store-as", default=None, metavar="CODE",
+                    help="store every column in this in-plane order first (SimpleITK orientation code, e.g. RAS)")
     ap.add_argument("--out", default=None, help="write the JSON here")
     a = ap.parse_args(argv)
     folder = Path(a.fixtures)
     if not folder.is_dir():
         print(f"no fixtures at {folder}", file=sys.stderr)
         return 3
-    res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None, a.device, a.quarter_turns)
-    res["quarter_turns"] = a.quarter_turns
+    res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None, a.device, a.quarter_turns,
+                a.store_as)
+    res["quarter_turns"], res["store_as"] = a.quarter_turns, a.store_as
     res["model"] = a.model or "default"
     for r in res["cases"]:
         print(r["case"], " ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_")),

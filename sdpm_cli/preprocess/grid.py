@@ -8,8 +8,15 @@ model pixel (i, j) to native continuous index is separable and affine:
 
 with scale = spacing_mm / native spacing. `ModelGrid` stores exactly these numbers plus the native
 geometry, so forward (native -> model) and inverse (model -> native) sample the same physical
-points; expressed as a SimpleITK image (`model_reference`) it has origin = the native physical
-point of (offset_x, offset_y, 0), spacing (spacing_mm, spacing_mm, dz) and the native direction.
+points.
+
+The sampled array is then put in the **display orientation** every model was trained on (rows run
+anterior -> posterior, columns patient right -> left, as a standard axial DICOM stores them) by a
+transpose and/or flips of its two in-plane axes (`Canon`, chosen from the native direction). They
+are exact and undone exactly on the way back, so a volume stored any other way (a NIfTI written
+bottom-up, a series stored transposed) reaches the network as the heads it was validated on, and
+its mask still lines up voxel for voxel with the source. `model_reference` gives the result's
+physical geometry as a SimpleITK image.
 """
 
 from __future__ import annotations
@@ -26,6 +33,59 @@ from scipy import ndimage
 from sdpm_cli.threads import map_slices
 
 
+@dataclass(frozen=True)
+class Canon:
+    """The in-plane transpose / flips that take an array sampled along the native axes into the display
+    orientation (model rows along patient posterior, columns along patient left). Applied in this order:
+    transpose, then flip the rows, then flip the columns."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+
+    @classmethod
+    def from_direction(cls, direction) -> "Canon":
+        """From a SimpleITK direction (row-major 3 x 3, column c = index axis c in LPS mm): the native
+        axis closest to left-right becomes the columns, the one closest to front-back the rows."""
+        D = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+        swap = abs(D[0, 1]) + abs(D[1, 0]) > abs(D[0, 0]) + abs(D[1, 1])
+        to_left, to_post = (D[0, 1], D[1, 0]) if swap else (D[0, 0], D[1, 1])  # native axes after transposing
+        return cls(transpose=bool(swap), flip_rows=bool(to_post < 0), flip_cols=bool(to_left < 0))
+
+    @property
+    def identity(self) -> bool:
+        return not (self.transpose or self.flip_rows or self.flip_cols)
+
+    def forward(self, a: np.ndarray) -> np.ndarray:
+        """[..., rows, cols] sampled along the native axes -> display orientation (a view)."""
+        if self.transpose:
+            a = np.swapaxes(a, -2, -1)
+        if self.flip_rows:
+            a = a[..., ::-1, :]
+        if self.flip_cols:
+            a = a[..., ::-1]
+        return a
+
+    def inverse(self, a: np.ndarray) -> np.ndarray:
+        """Display orientation -> along the native axes (a view); `inverse(forward(a))` is `a`."""
+        if self.flip_cols:
+            a = a[..., ::-1]
+        if self.flip_rows:
+            a = a[..., ::-1, :]
+        if self.transpose:
+            a = np.swapaxes(a, -2, -1)
+        return a
+
+    def sampled_index(self, ij: np.ndarray, size: int) -> np.ndarray:
+        """Model continuous (i = column, j = row) [..., 2] -> the same point's (column, row) in the
+        array as sampled along the native axes."""
+        ij = np.array(ij, dtype=np.float64)
+        i, j = ij[..., 0], ij[..., 1]
+        i = size - 1 - i if self.flip_cols else i
+        j = size - 1 - j if self.flip_rows else j
+        return np.stack((j, i) if self.transpose else (i, j), axis=-1)
+
+
 @dataclass
 class ModelGrid:
     """Geometry of one study's model grid; everything the inverse needs, nothing else."""
@@ -38,25 +98,35 @@ class ModelGrid:
     native_spacing: tuple[float, float, float]
     native_origin: tuple[float, float, float]
     native_direction: tuple[float, ...]
+    canon: Canon = field(default_factory=Canon)  # native axes -> display orientation (exact)
     _reference: Optional[sitk.Image] = field(default=None, repr=False, compare=False)
 
     @classmethod
     def centred(cls, image: sitk.Image, centre_xy: tuple[float, float], size: int, spacing_mm: float) -> "ModelGrid":
         """A grid whose centre falls on `centre_xy` (native continuous index), offset rounded to whole
-        native pixels so that a grid with the native spacing is an exact crop."""
+        native pixels so that a grid with the native spacing is an exact crop (rounded in the display
+        orientation, so a file stored in another order samples the same physical points)."""
         sp = image.GetSpacing()
         scale = (spacing_mm / sp[0], spacing_mm / sp[1])
         half = (size - 1) / 2.0
-        offset = tuple(float(round(c - half * s)) for c, s in zip(centre_xy, scale))
+        canon = Canon.from_direction(image.GetDirection())
+        reversed_xy = (canon.flip_rows, canon.flip_cols) if canon.transpose else (canon.flip_cols, canon.flip_rows)
+        offset = []
+        for c, s, n, rev in zip(centre_xy, scale, image.GetSize()[:2], reversed_xy):
+            if rev:  # rounded in the reversed frame: the physical points a standard-order file would give
+                offset.append(float((n - 1) - round((n - 1 - c) - half * s) - (size - 1) * s))
+            else:
+                offset.append(float(round(c - half * s)))
         return cls(
             size=int(size),
             spacing_mm=float(spacing_mm),
-            offset=offset,  # type: ignore[arg-type]
+            offset=tuple(offset),  # type: ignore[arg-type]
             scale=scale,
             native_size=tuple(int(v) for v in image.GetSize()),  # type: ignore[arg-type]
             native_spacing=tuple(float(v) for v in sp),  # type: ignore[arg-type]
             native_origin=tuple(float(v) for v in image.GetOrigin()),  # type: ignore[arg-type]
             native_direction=tuple(float(v) for v in image.GetDirection()),
+            canon=canon,
         )
 
     @property
@@ -88,22 +158,33 @@ class ModelGrid:
         return self._reference
 
     def model_reference(self) -> sitk.Image:
-        """An empty image with the model grid's physical geometry (native direction, z as acquired)."""
+        """An empty image with the model grid's physical geometry (z as acquired; in-plane axes the
+        native ones transposed / reversed by `canon`)."""
         ref = sitk.Image([self.size, self.size, self.n_slices], sitk.sitkUInt8)
-        origin = self.reference.TransformContinuousIndexToPhysicalPoint((self.offset[0], self.offset[1], 0.0))
-        ref.SetOrigin(origin)
+        D = np.asarray(self.native_direction, dtype=np.float64).reshape(3, 3)
+        (x0, y0), (x1, y1), (x2, y2) = self.model_to_native_index([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        cols = []
+        for dx, dy in ((x1 - x0, y1 - y0), (x2 - x0, y2 - y0)):  # unit steps along model i and j
+            n = np.array([dx / self.scale[0], dy / self.scale[1]])  # +-1 along one native axis
+            cols.append(D[:, 0] * n[0] + D[:, 1] * n[1])
+        ref.SetOrigin(self.reference.TransformContinuousIndexToPhysicalPoint((x0, y0, 0.0)))
         ref.SetSpacing((self.spacing_mm, self.spacing_mm, self.native_spacing[2]))
-        ref.SetDirection(self.native_direction)
+        ref.SetDirection(tuple(np.stack([cols[0], cols[1], D[:, 2]], axis=1).ravel()))
         return ref
 
     def model_to_native_index(self, ij: np.ndarray) -> np.ndarray:
-        """Model continuous (i, j) -> native continuous (x, y); arrays of shape [..., 2]."""
-        ij = np.asarray(ij, dtype=np.float64)
-        return np.asarray(self.offset) + ij * np.asarray(self.scale)
+        """Model continuous (i, j) = (column, row) -> native continuous (x, y); arrays of shape [..., 2]."""
+        return np.asarray(self.offset) + self.canon.sampled_index(ij, self.size) * np.asarray(self.scale)
 
     def native_to_model_index(self, xy: np.ndarray) -> np.ndarray:
         xy = np.asarray(xy, dtype=np.float64)
-        return (xy - np.asarray(self.offset)) / np.asarray(self.scale)
+        ij = (xy - np.asarray(self.offset)) / np.asarray(self.scale)  # along the native axes
+        i, j = ij[..., 0], ij[..., 1]
+        if self.canon.transpose:
+            i, j = j, i
+        i = self.size - 1 - i if self.canon.flip_cols else i
+        j = self.size - 1 - j if self.canon.flip_rows else j
+        return np.stack((i, j), axis=-1)
 
     def native_window(self, margin: float = 0.0) -> tuple[slice, slice]:
         """Native (y, x) index slices that hold every pixel the model grid samples (plus a margin)."""
@@ -153,6 +234,7 @@ def to_model_array(
         return out
     def one_chunk(z0: int) -> None:  # z is never mixed: chunks bound the float32 working set and run side by side
         crop = np.array(native[z0 : z0 + chunk, ys, xs], dtype=np.float32)
+        sampled = None if grid.canon.identity else np.empty((crop.shape[0], grid.size, grid.size), np.float32)
         if clip is not None:
             np.clip(crop, clip[0], clip[1], out=crop)
         if max(sig) > 0:
@@ -162,12 +244,14 @@ def to_model_array(
             np.array([1.0, grid.scale[1], grid.scale[0]]),
             offset=(0.0, grid.offset[1] - ys.start, grid.offset[0] - xs.start),
             output_shape=(crop.shape[0], grid.size, grid.size),
-            output=out[z0 : z0 + chunk],
+            output=out[z0 : z0 + chunk] if grid.canon.identity else sampled,
             order=order,
             mode="grid-constant" if edge == "constant" else edge,
             cval=cval,
             prefilter=False,
         )
+        if not grid.canon.identity:
+            out[z0 : z0 + chunk] = grid.canon.forward(sampled)
 
     map_slices(one_chunk, range(0, grid.n_slices, chunk))
     return out
@@ -199,6 +283,8 @@ def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Opti
         if len(slices) < grid.n_slices:
             out[slices] = native_slices(model, grid, slices, order=order, dtype=out.dtype)
             return out
+    if not grid.canon.identity:  # back to the native axes (exact)
+        model = np.ascontiguousarray(grid.canon.inverse(model))
     sub = out[:, ys, xs]
     ndimage.affine_transform(
         model,

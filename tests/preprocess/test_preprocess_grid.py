@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from sdpm_cli.preprocess import ModelGrid, label_to_model, probs_to_native, to_model_array, to_native
+from sdpm_cli.preprocess.grid import Canon
 
 from .phantoms import oblique_direction
 
@@ -41,7 +42,8 @@ def test_exact_crop_when_spacing_matches(tmp_path):
     assert grid.scale == (1.0, 1.0) and all(float(o).is_integer() for o in grid.offset)
     model = label_to_model(img, grid)
     ox, oy = int(grid.offset[0]), int(grid.offset[1])
-    np.testing.assert_array_equal(model, lab[:, oy : oy + 64, ox : ox + 64])
+    assert grid.canon == Canon(flip_rows=True)  # its rows run anterior (display orientation: posterior)
+    np.testing.assert_array_equal(model, lab[:, oy : oy + 64, ox : ox + 64][:, ::-1])
     back = sitk.GetArrayFromImage(to_native(model, grid))
     assert np.count_nonzero(back != lab) == 0
     assert sitk.GetArrayFromImage(to_native(model, grid)).dtype == np.uint8
@@ -90,7 +92,8 @@ def test_model_reference_matches_the_grid_mapping():
     img = native_image(np.zeros((4, 300, 280), np.uint8), sp, oblique_direction(33.0), (10.0, -20.0, 5.0))
     grid = ModelGrid.centred(img, (140.0, 150.0), 80, 1.25)
     ref = grid.model_reference()
-    assert ref.GetSize() == (80, 80, 4) and ref.GetDirection() == pytest.approx(img.GetDirection())
+    D = np.reshape(img.GetDirection(), (3, 3)) * [1, -1, 1]  # its rows are reversed into display orientation
+    assert ref.GetSize() == (80, 80, 4) and ref.GetDirection() == pytest.approx(tuple(D.ravel()))
     for i, j, k in [(0, 0, 0), (79, 0, 1), (13, 57, 3), (79, 79, 2)]:
         xy = grid.model_to_native_index(np.array([i, j]))
         expect = img.TransformContinuousIndexToPhysicalPoint((xy[0], xy[1], float(k)))
@@ -134,3 +137,47 @@ def test_probs_to_native_is_linear_and_zero_outside():
     np.testing.assert_allclose(out[1, 0][np.ix_(rows, cols)], 0.7, atol=1e-6)
     far = (im < -1) | (im > 64)
     assert np.all(out[:, :, :, far] == 0)
+
+
+ORIENTATIONS = ["LPS", "RPS", "LAS", "RAS", "PLS", "ALS", "PRS", "ARS"]  # every in-plane storage order
+
+
+@pytest.mark.parametrize("code", ORIENTATIONS)
+def test_every_storage_order_reaches_the_model_in_display_orientation(code):
+    """The same head stored in any of the 8 in-plane orders (a bottom-up NIfTI, a transposed series) gives
+    the model the same array as the DICOM-standard order, and the way back lands voxel for voxel on
+    the source grid of that order."""
+    sp = (0.5, 0.6, 5.0)
+    lab = lesion_labels((3, 150, 170), sp)
+    std = native_image(lab, sp, origin=(-40.0, -30.0, 10.0))  # identity direction: rows A->P, columns R->L
+    img = sitk.DICOMOrient(std, code)
+    assert (img.GetDirection() == std.GetDirection()) == (code == "LPS")
+    centre_mm = std.TransformContinuousIndexToPhysicalPoint((85.0, 75.0, 0.0))
+    centre = img.TransformPhysicalPointToContinuousIndex(centre_mm)[:2]
+    ref_grid = ModelGrid.centred(std, (85.0, 75.0), 64, 1.25)
+    grid = ModelGrid.centred(img, centre, 64, 1.25)
+    assert grid.canon.identity == (code == "LPS")
+    # the model sees exactly what it sees on the standard order, at the same physical points
+    m_std, m = label_to_model(std, ref_grid), label_to_model(img, grid)
+    np.testing.assert_array_equal(m, m_std)
+    ref_phys, here_phys = ref_grid.model_reference(), grid.model_reference()
+    assert here_phys.GetDirection() == pytest.approx(ref_phys.GetDirection(), abs=1e-12)
+    assert here_phys.GetOrigin() == pytest.approx(ref_phys.GetOrigin(), abs=1e-9)
+    # and back onto this order's own grid: the standard order's round trip, reordered voxel for voxel
+    back = sitk.GetArrayFromImage(to_native(m, grid))
+    np.testing.assert_array_equal(back, sitk.GetArrayFromImage(sitk.DICOMOrient(to_native(m_std, ref_grid), code)))
+
+
+def test_canon_round_trip_and_index_maps():
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 5, 5))
+    for t in (False, True):
+        for fr in (False, True):
+            for fc in (False, True):
+                c = Canon(t, fr, fc)
+                np.testing.assert_array_equal(c.inverse(c.forward(a)), a)
+                # model (column i, row j) holds the sampled array's value at sampled_index(i, j)
+                f = c.forward(a)
+                for i, j in [(0, 0), (4, 1), (2, 3)]:
+                    si, sj = c.sampled_index(np.array([i, j]), 5).astype(int)
+                    assert f[0, j, i] == a[0, sj, si]

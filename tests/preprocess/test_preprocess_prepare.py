@@ -230,3 +230,21 @@ def test_brain_mask_closes_a_skull_cut_by_the_field_of_view():
     img2, brain2 = _ring_head(8)  # only the scalp touches the edge: the plain method's answer stands
     m2 = sitk.GetArrayFromImage(brain_mask(img2)).astype(bool)[6]
     assert m2.sum() == pytest.approx(brain2.sum(), rel=0.02) and not (m2 & ~brain2).any()
+
+
+@pytest.mark.parametrize("code", ["RAS", "LAS", "RPS", "PLS", "ARS", "ALS", "PRS"])
+def test_the_model_sees_the_same_head_whatever_the_files_storage_order(code):
+    """A head stored bottom-up (a NIfTI's usual order), mirrored or transposed is given to the network in
+    the display orientation the models were trained on, sampled at the same physical points, and its
+    label map goes back onto the file's own grid: the standard order's answer, reordered, voxel for voxel."""
+    h = build_head()
+    std = h.image
+    img = sitk.DICOMOrient(std, code)
+    a, b = prepare(std), prepare(img)
+    assert a.grid.canon.identity and not b.grid.canon.identity
+    np.testing.assert_array_equal(a.brain, b.brain)
+    np.testing.assert_allclose(a.x, b.x, atol=1e-6)
+    back_std, back = to_native(a.brain, a), to_native(a.brain, b)
+    assert back.GetSize() == img.GetSize() and back.GetDirection() == img.GetDirection()
+    assert back.GetOrigin() == pytest.approx(img.GetOrigin(), abs=1e-9)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(sitk.DICOMOrient(back_std, code)))
