@@ -85,6 +85,14 @@ class Canon:
         j = size - 1 - j if self.flip_rows else j
         return np.stack((j, i) if self.transpose else (i, j), axis=-1)
 
+    def display_index(self, xy: np.ndarray, size: int) -> np.ndarray:
+        """The inverse of `sampled_index`: (column, row) in the sampled array -> model (i, j)."""
+        xy = np.array(xy, dtype=np.float64)
+        i, j = (xy[..., 1], xy[..., 0]) if self.transpose else (xy[..., 0], xy[..., 1])
+        i = size - 1 - i if self.flip_cols else i
+        j = size - 1 - j if self.flip_rows else j
+        return np.stack((i, j), axis=-1)
+
 
 @dataclass
 class ModelGrid:
@@ -178,13 +186,7 @@ class ModelGrid:
 
     def native_to_model_index(self, xy: np.ndarray) -> np.ndarray:
         xy = np.asarray(xy, dtype=np.float64)
-        ij = (xy - np.asarray(self.offset)) / np.asarray(self.scale)  # along the native axes
-        i, j = ij[..., 0], ij[..., 1]
-        if self.canon.transpose:
-            i, j = j, i
-        i = self.size - 1 - i if self.canon.flip_cols else i
-        j = self.size - 1 - j if self.canon.flip_rows else j
-        return np.stack((i, j), axis=-1)
+        return self.canon.display_index((xy - np.asarray(self.offset)) / np.asarray(self.scale), self.size)
 
     def native_window(self, margin: float = 0.0) -> tuple[slice, slice]:
         """Native (y, x) index slices that hold every pixel the model grid samples (plus a margin)."""

@@ -156,7 +156,7 @@ class Prepared:
             return None
         if self.mirror is None:
             raise ValueError("the plan asks for a mirror channel but none was prepared")
-        return self.mirror[idx][:, None].astype(np.float32)
+        return self.mirror[idx][:, None].astype(np.float32, copy=False)
 
     def set_source_geometry(self, image: sitk.Image) -> sitk.Image:
         """Stamp the source grid's geometry (what every output is written on) on a source-shape image."""

@@ -47,6 +47,12 @@ class Midline:
         return replace(self, cy=self.cy - offset * self.dx, cx=self.cx + offset * self.dy)
 
 
+def _voxels_per_sample(fine: tuple[int, ...], coarse: tuple[int, ...]) -> tuple[float, ...]:
+    """Input voxels per sample of `ndimage.zoom` along each axis (zoom maps the first and last samples
+    of the input and the output onto each other)."""
+    return tuple((n - 1) / max(k - 1, 1) for n, k in zip(fine, coarse))
+
+
 def _reflection_cost(img: np.ndarray, msk: np.ndarray, yy: np.ndarray, xx: np.ndarray, line: Midline) -> float:
     ry, rx = line.reflect(yy, xx)
     mi = ndimage.map_coordinates(img, [ry, rx], order=1, mode="constant", cval=0.0)
@@ -101,8 +107,7 @@ def midline(hu: np.ndarray, brain: np.ndarray, spacing_yx: tuple[float, float], 
     if np.isinf(best[0]):
         return None
     m = line(best[1], best[2])
-    # back to the voxel grid of the input (zoom maps the first and last samples onto each other)
-    sy, sx = ((n - 1) / max(k - 1, 1) for n, k in zip(h.shape, img.shape))
+    sy, sx = _voxels_per_sample(h.shape, img.shape)  # back to the voxel grid of the input
     dy, dx = m.dy * sy, m.dx * sx
     n = float(np.hypot(dy, dx))
     return Midline(m.cy * sy, m.cx * sx, dy / n, dx / n, best[0])
@@ -141,9 +146,8 @@ def plane_lines(hu: np.ndarray, brain: np.ndarray, spacing_yx: tuple[float, floa
     if len(zs) > max_fit_slices:
         zs = zs[np.linspace(0, len(zs) - 1, max_fit_slices).round().astype(int)]
     f = (spacing_yx[0] / grid_mm, spacing_yx[1] / grid_mm)
-    # ndimage.zoom maps the first and last samples onto each other: input = coarse index x (n - 1)/(k - 1)
-    k = ndimage.zoom(np.zeros(brain.shape[1:], np.float32), f, order=0).shape
-    sy, sx = ((n - 1) / max(m - 1, 1) for n, m in zip(brain.shape[1:], k))
+    coarse_shape = tuple(int(round(n * z)) for n, z in zip(brain.shape[1:], f))  # ndimage.zoom's output shape
+    sy, sx = _voxels_per_sample(brain.shape[1:], coarse_shape)
     dy, dx = line.dy / sy, line.dx / sx
     norm = float(np.hypot(dy, dx))
     coarse = replace(line, cy=line.cy / sy, cx=line.cx / sx, dy=dy / norm, dx=dx / norm)
