@@ -1,0 +1,126 @@
+"""Score a candidate checkpoint the way every row of the model card's candidate tables was made.
+
+    python benchmarks/accuracy/score_candidate.py runs/prod/p2r.pt --out runs/ev_p2r
+    python benchmarks/accuracy/score_candidate.py runs/ev_p2r/f.pt --out runs/ev_p2r --skip-filter
+
+One command per candidate, so that a model is never compared on a subset of the evidence (a
+candidate scored on the real slices alone looked level with the shipped model and then tripled
+false infarct on family C). In order, each step a subprocess writing into OUT:
+
+1. the lesion filter chosen on VALIDATION studies of families A and B (`postprocess.py`, the shipped
+   rule, written into OUT/f.pt; `--skip-filter` scores the checkpoint's own filter as it is);
+2. `sdpm evaluate --modes out` on the validation sets A and B (OUT/valA, OUT/valB);
+3. the 12 real slices as stored and upright (`real_slices.py`; OUT/real.json, OUT/real_up.json);
+4. family C, a real head with lesions blended in - a TEST family: it is reported, never used to
+   choose anything (`familyC_score.py`; OUT/familyC.json);
+
+then prints one table row (OUT/row.json): validation Dice with lesion (infarct · hemorrhage) and
+false lesion mL per lesion-free study for A and B, the real slices upright mean / pooled, family C
+hemorrhage · subdural Dice and false infarct mL on its cases without one (outside the patient's own
+finding). Steps whose output exists are not rerun (`--redo` reruns them), so a run cut short resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    """Run one step, its output into `log`; stop with the step's name on failure."""
+    with log.open("w") as fh:
+        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if rc != 0:
+        sys.exit(f"step failed (exit {rc}): {' '.join(cmd)}; see {log}")
+
+
+def validation_row(folder: Path) -> tuple[float, float, float]:
+    """(infarct Dice, hemorrhage Dice) over studies with the class, and the mean false lesion mL per
+    lesion-free study (cases named free_*), from an `sdpm evaluate --modes out` folder."""
+    summary = json.loads((folder / "summary.json").read_text())["modes"]["out"]
+    per_free: dict[str, float] = {}
+    with (folder / "per_case.csv").open() as fh:
+        for r in csv.DictReader(fh):
+            if r["case"].startswith("free_"):
+                per_free[r["case"]] = per_free.get(r["case"], 0.0) + float(r["vol_pred_ml"])
+    fp = sum(per_free.values()) / len(per_free) if per_free else float("nan")
+    return (summary["infarct"]["dice_mean_with_lesion"],
+            summary["hemorrhage"]["dice_mean_with_lesion"], fp)
+
+
+def row(out: Path) -> dict:
+    """The table row from the files the steps wrote."""
+    a, b = validation_row(out / "valA"), validation_row(out / "valB")
+    real = json.loads((out / "real_up.json").read_text())
+    fc = json.loads((out / "familyC.json").read_text())["results"][0]["summary"]
+    return {
+        "val_A": {"infarct_dice": a[0], "hemorrhage_dice": a[1], "fp_ml_lesion_free": a[2]},
+        "val_B": {"infarct_dice": b[0], "hemorrhage_dice": b[1], "fp_ml_lesion_free": b[2]},
+        "real_upright": {"mean": real["mean_dice"]["out"], "pooled": real["pooled_dice"]["out"]},
+        "family_C": {"hemorrhage_dice": fc["hemorrhage"]["dice"],
+                     "subdural_dice": fc["hemorrhage_dice_by_kind"].get("subdural", {}).get("dice"),
+                     "false_infarct_ml": fc["infarct"]["fp_ml"],
+                     "false_infarct_ml_outside_finding": fc["infarct"]["fp_ml_ign"]},
+    }
+
+
+def markdown(name: str, r: dict) -> str:
+    a, b, real, c = r["val_A"], r["val_B"], r["real_upright"], r["family_C"]
+    sub = "–" if c["subdural_dice"] is None else f"{c['subdural_dice']:.3f}"
+    return (f"| {name} | {a['infarct_dice']:.3f} · {a['hemorrhage_dice']:.3f} | {a['fp_ml_lesion_free']:.2f} "
+            f"| {b['infarct_dice']:.3f} · {b['hemorrhage_dice']:.3f} | {b['fp_ml_lesion_free']:.2f} "
+            f"| {real['mean']:.3f} / {real['pooled']:.3f} | {c['hemorrhage_dice']:.3f} · {sub} "
+            f"| {c['false_infarct_ml']:.2f} ({c['false_infarct_ml_outside_finding']:.2f}) |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="candidate checkpoint")
+    ap.add_argument("--out", required=True, help="folder for every step's output")
+    ap.add_argument("--skip-filter", action="store_true",
+                    help="score the checkpoint's own lesion filter instead of choosing one")
+    ap.add_argument("--val", default="data/valA,data/valA_none,data/valB,data/valB_none",
+                    help="validation folders for the filter choice (families A and B)")
+    ap.add_argument("--val-a", default="data/val_setA", help="family-A validation set (sdpm evaluate)")
+    ap.add_argument("--val-b", default="data/val_setB", help="family-B validation set (sdpm evaluate)")
+    ap.add_argument("--family-c", default="data/test_setC", help="family C (real_insert.py), test only")
+    ap.add_argument("--redo", action="store_true", help="rerun steps whose output exists")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    todo = lambda p: args.redo or not p.exists()  # noqa: E731
+    model = out / "f.pt"
+    if args.skip_filter:
+        if todo(model):
+            shutil.copyfile(args.model, model)
+    elif todo(model):
+        _run([py, str(HERE / "postprocess.py"), "--model", args.model, "--data", args.val,
+              "--mode", "out", "--min-peak-prob", "0", "--min-mirror-contrast", "hemorrhage:none,0,2.5",
+              "--out", str(out / "pp.json"), "--write", str(model)], out / "pp.log")
+    for name, data in (("valA", args.val_a), ("valB", args.val_b)):
+        if todo(out / name / "summary.json"):
+            _run(["sdpm", "evaluate", "--data", data, "--model", str(model), "--modes", "out",
+                  "--out", str(out / name), "--force"], out / f"{name}.log")
+    for name, extra in (("real", []), ("real_up", ["--quarter-turns", "1"])):
+        if todo(out / f"{name}.json"):
+            _run([py, str(HERE / "real_slices.py"), "--model", str(model), *extra,
+                  "--out", str(out / f"{name}.json")], out / f"{name}.log")
+    if todo(out / "familyC.json"):
+        _run([py, str(HERE / "familyC_score.py"), "--data", args.family_c, "--model", str(model),
+              "--out", str(out / "familyC.json")], out / "familyC.log")
+    r = row(out)
+    (out / "row.json").write_text(json.dumps(r, indent=2))
+    print(markdown(Path(args.model).stem, r))
+
+
+if __name__ == "__main__":
+    main()
