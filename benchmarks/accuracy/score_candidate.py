@@ -1,14 +1,14 @@
 """Score a candidate checkpoint the way every row of the model card's candidate tables was made.
 
     python benchmarks/accuracy/score_candidate.py runs/prod/p2r.pt --out runs/ev_p2r
-    python benchmarks/accuracy/score_candidate.py runs/ev_p2r/f.pt --out runs/ev_p2r --skip-filter
+    python benchmarks/accuracy/score_candidate.py models/sdpm-default.pt --out runs/ev_shipped --skip-filter
 
 One command per candidate, so that a model is never compared on a subset of the evidence (a
 candidate scored on the real slices alone looked level with the shipped model and then tripled
 false infarct on family C). In order, each step a subprocess writing into OUT:
 
 1. the lesion filter chosen on VALIDATION studies of families A and B (`postprocess.py`, the shipped
-   rule, written into OUT/f.pt; `--skip-filter` scores the checkpoint's own filter as it is);
+   rule, written into OUT/f.pt; `--skip-filter` scores the checkpoint itself, with its own filter);
 2. `sdpm evaluate --modes out` on the validation sets A and B (OUT/valA, OUT/valB);
 3. the 12 real slices as stored and upright (`real_slices.py`; OUT/real.json, OUT/real_up.json);
 4. family C, a real head with lesions blended in - a TEST family: it is reported, never used to
@@ -23,14 +23,15 @@ finding). Steps whose output exists are not rerun (`--redo` reruns them), so a r
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from table import fp_on_lesion_free  # noqa: E402  (the one definition of the figure)
 
 
 def _run(cmd: list[str], log: Path) -> None:
@@ -43,14 +44,9 @@ def _run(cmd: list[str], log: Path) -> None:
 
 def validation_row(folder: Path) -> tuple[float, float, float]:
     """(infarct Dice, hemorrhage Dice) over studies with the class, and the mean false lesion mL per
-    lesion-free study (cases named free_*), from an `sdpm evaluate --modes out` folder."""
+    lesion-free study (`table.fp_on_lesion_free`), from an `sdpm evaluate --modes out` folder."""
     summary = json.loads((folder / "summary.json").read_text())["modes"]["out"]
-    per_free: dict[str, float] = {}
-    with (folder / "per_case.csv").open() as fh:
-        for r in csv.DictReader(fh):
-            if r["case"].startswith("free_"):
-                per_free[r["case"]] = per_free.get(r["case"], 0.0) + float(r["vol_pred_ml"])
-    fp = sum(per_free.values()) / len(per_free) if per_free else float("nan")
+    fp = fp_on_lesion_free(folder / "per_case.csv").get("out", float("nan"))
     return (summary["infarct"]["dice_mean_with_lesion"],
             summary["hemorrhage"]["dice_mean_with_lesion"], fp)
 
@@ -98,11 +94,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     todo = lambda p: args.redo or not p.exists()  # noqa: E731
-    model = out / "f.pt"
-    if args.skip_filter:
-        if todo(model):
-            shutil.copyfile(args.model, model)
-    elif todo(model):
+    model = Path(args.model) if args.skip_filter else out / "f.pt"
+    if not args.skip_filter and todo(model):
         _run([py, str(HERE / "postprocess.py"), "--model", args.model, "--data", args.val,
               "--mode", "out", "--min-peak-prob", "0", "--min-mirror-contrast", "hemorrhage:none,0,2.5",
               "--out", str(out / "pp.json"), "--write", str(model)], out / "pp.log")
