@@ -404,8 +404,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
                keep_sample_masks: bool, batch_slices: int, progress=None, precision: str = "fp32",
                keep_mode_probs: bool = False) -> _ModelAccumulator:
     """Run the network over the brain slices. Stochastic modes with gating: `out` on every brain slice
-    first, then every mode only on the slices `gate_slices` picks; elsewhere each mode (and each of
-    its samples) takes `out`'s answer. Noise comes per (mode, slice), so a gated-in slice gets the
+    first, then every mode only on the slices `gate_slices` picks (their `out` part taken from the
+    first pass, not recomputed); elsewhere each mode (and each of its samples) takes `out`'s answer. Noise comes per (mode, slice), so a gated-in slice gets the
     same answer as in an ungated run."""
     import dataclasses
 
@@ -431,6 +431,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         mode_probs=mode_probs,
     )
     counts = np.zeros((S, C, Z), dtype=np.int64)
+    gated = mode != "out" and cfg.gate
+    out_probs = np.zeros((C, Z, H, W), dtype=np.float32) if gated else None  # pass 1's `out`, reused in pass 2
 
     def run(slices: np.ndarray, c, modes: tuple[str, ...], as_modes: tuple[str, ...], done: int, total: int) -> None:
         """Predict `slices` with config c; write its result for each of `modes`, and `out`'s answer
@@ -442,8 +444,11 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
             cond = prepared.condition(idx)
             cond = None if cond is None else torch.from_numpy(cond).to(lm.device)
             noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
+            known = None if out_probs is None or c.mode == "out" else torch.from_numpy(out_probs[:, idx].transpose(1, 0, 2, 3))
             with network_precision(precision, lm.device):
-                pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond)
+                pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond, out_prob=known)
+            if out_probs is not None and c.mode == "out":
+                out_probs[:, idx] = pred.probs["out"].float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in modes + as_modes:
                 src = m if m in modes else "out"
                 p_m = pred.probs[src].float().cpu().numpy()
@@ -462,7 +467,7 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
                 progress(done + min(start + batch_slices, len(slices)), total)
 
     stochastic = tuple(m for m in run_modes if m != "out")
-    if mode == "out" or not cfg.gate:
+    if not gated:
         acc.stochastic_slices = [] if mode == "out" else [int(z) for z in brain_slices]
         run(brain_slices, cfg, run_modes, (), 0, len(brain_slices))
     else:
@@ -528,7 +533,14 @@ def _labels_by_mode_native(masks_model: dict[str, np.ndarray], prepared) -> dict
     scores = {m: probs_to_native(v.astype(np.float32), prepared, sparse=True, expand=False)
               for m, v in masks_model.items() if m != "union"}
     if "union" in masks_model:
-        scores["union"] = np.maximum.reduce([scores[m] for m in UNION_PARTS])
+        # the maximum only where a part holds a score (z maps to z; elsewhere every part is 0): the
+        # whole-volume maximum of three 512 x 512 stacks cost 1.3 s on a 65-slice study
+        C, Z = masks_model["union"].shape[:2]
+        held = np.flatnonzero(np.any([masks_model[m].reshape(C, Z, -1).any(axis=(0, 2)) for m in UNION_PARTS], axis=0))
+        union = np.zeros(scores[UNION_PARTS[0]].shape, dtype=np.float32)  # calloc: untouched pages cost nothing
+        if len(held):
+            union[:, held] = np.maximum.reduce([scores[m][:, held] for m in UNION_PARTS])
+        scores["union"] = union
     return {m: _score_to_labels(scores[m], prepared) for m in masks_model}
 
 

@@ -210,13 +210,34 @@ def _slice_noise(noise: NoiseSource, n_slices: int) -> SliceNoise:
     return SliceNoise.from_generator(noise, n_slices)
 
 
+# Pixels per network call on a CPU. A call's activations (16 channels at the model grid's full
+# resolution, a few of them alive at once) fit the caches for a few 160 x 160 images; a batch of 64
+# spills them to memory and costs 2.3x more per image on 2 cores (46 -> 20 ms with both heads,
+# 29 -> 14 ms with the noise head only; `benchmarks/call_batch.py`). Chunks of 4,
+# 8 and 64 images give bit-identical outputs there. GPUs take the whole batch in one call.
+CPU_CALL_PIXELS = 4 * 160 * 160
+
+
+def call_rows(x: Tensor) -> int:
+    """Images per network call for a batch like x [B, C, H, W] (all of them off the CPU)."""
+    if x.device.type != "cpu":
+        return max(1, x.shape[0])
+    return max(1, CPU_CALL_PIXELS // (x.shape[-2] * x.shape[-1]))
+
+
 def _call(net, x: Tensor, t: Tensor | int, need_label: bool, cond: Tensor | None = None):
     if not isinstance(t, Tensor):
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    # `cond`: the clean conditioning channels of these rows (a model whose plan asks for a mirror image)
-    out = net(x, t.to(x.device), need_label=need_label) if cond is None else net(x, t.to(x.device), need_label=need_label, cond=cond)
+    t = t.to(x.device)
+    rows = call_rows(x)
+    parts = []
+    for i in range(0, x.shape[0], rows):
+        sl = slice(i, i + rows)
+        # `cond`: the clean conditioning channels of these rows (a model whose plan asks for a mirror image)
+        parts.append(net(x[sl], t[sl], need_label=need_label) if cond is None
+                     else net(x[sl], t[sl], need_label=need_label, cond=cond[sl]))
     # under bf16 autocast the network runs in bf16; the diffusion maths stays in float32
-    return tuple(None if v is None else v.float() for v in out)
+    return tuple(None if p[0] is None else torch.cat([v.float() for v in p]) for p in zip(*parts))
 
 
 def predict_out(net, sched: Schedule, x0: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -369,7 +390,7 @@ def _sample_masks(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> Tens
 @torch.no_grad()
 def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
             generator: NoiseSource | Mapping[str, NoiseSource],
-            brain: Tensor | None = None, cond: Tensor | None = None) -> Prediction:
+            brain: Tensor | None = None, cond: Tensor | None = None, out_prob: Tensor | None = None) -> Prediction:
     """Read lesion probabilities and masks for a batch of slices x0 [B,1,H,W] in [-1, 1].
 
     `generator`: one source for every mode, or one per stochastic mode ({"salient": n1, "infer": n2});
@@ -377,6 +398,8 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
     `--mode salient` run draws exactly the noise that `salient` draws inside `union`, so the union
     of one run contains the other modes' runs voxel for voxel. `cond` [B, K, H, W]: the clean
     conditioning channels of these slices, for a network that takes them (`Prepared.condition`).
+    `out_prob` [B, C, H, W]: `out`'s probability of these slices where the caller already has it (the
+    pipeline's first, ungated pass), used instead of calling the network again.
     """
     gens = generator if isinstance(generator, Mapping) else {"salient": generator, "infer": generator}
     if x0.dim() != 4 or x0.shape[1] != 1:
@@ -387,7 +410,7 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
     samples: dict[str, Tensor] = {}
     for m in modes:
         if m == "out":
-            samples[m] = predict_out(net, sched, x0, cond)
+            samples[m] = predict_out(net, sched, x0, cond) if out_prob is None else out_prob.to(x0.device)[None]
         elif m == "salient":
             samples[m] = predict_salient(net, sched, x0, cfg, gens["salient"], cond)
         else:

@@ -266,14 +266,13 @@ def to_native_array(model: np.ndarray, grid: ModelGrid, *, order: int, out: Opti
     Native pixels outside the model grid get 0. With order 1 the value fades to 0 over one model
     pixel past the grid's edge pixels (the grid is larger than the brain, so nothing is lost).
     `slices`: only these z are computed (the others are 0) - z maps to z, so this is exact and a
-    sparse mask costs only its own slices.
+    sparse mask costs only its own slices. `out`: an array of ZEROS to write into (a fresh np.zeros,
+    whose untouched pages cost nothing; filling it again cost 0.6 s per `union` study at 512 x 512).
     """
     if model.shape != grid.model_shape:
         raise ValueError(f"array shape {model.shape} does not match the model grid {grid.model_shape}")
     if out is None:
         out = np.zeros(grid.native_shape, dtype=model.dtype)
-    else:
-        out.fill(0)
     ys, xs = grid.native_window()
     if ys.stop <= ys.start or xs.stop <= xs.start:
         return out
