@@ -85,11 +85,11 @@ def main() -> None:
 
 
 def compare_masks(args) -> None:
-    import numpy as np
     import SimpleITK as sitk
 
     import sdpm_cli.model.samplers as samplers
     from sdpm_cli.ingest import load_study
+    from sdpm_cli.evaluate.metrics import dice
     from sdpm_cli.labels import CLASSES
     from sdpm_cli.pipeline import load_model, segment_study
 
@@ -108,8 +108,7 @@ def compare_masks(args) -> None:
                 res[which] = (sitk.GetArrayFromImage(seg.labels), seg.volumes, seg.timings["model_s"])
             samplers.CPU_CALL_PIXELS = default
             (a, va, ta), (b, vb, tb) = res["reference"], res["pipeline"]
-            s = int((a > 0).sum() + (b > 0).sum())
-            row = {"set": name, "study": img.name, "dice_all": 1.0 if s == 0 else 2.0 * int(((a > 0) & (b > 0)).sum()) / s,
+            row = {"set": name, "study": img.name, "dice_all": dice(b > 0, a > 0),
                    "voxels_changed": int((a != b).sum()), "model_s_reference": ta, "model_s_pipeline": tb}
             for cname in CLASSES.values():
                 x, y = va[cname].volume_ml, vb[cname].volume_ml
