@@ -7,7 +7,7 @@ The stochastic modes hand the network up to `max_batch` (64) images at once. Thi
 network (channels-last, as the pipeline runs it) on one batch of `--batch` random images with
 random steps in the salient window, split into calls of `--rows` images, both heads and the noise
 head alone (what the infer chain calls), and says whether each split gives bit-identical outputs to
-the one-call answer. The pipeline's choice is `samplers.CPU_CALL_PIXELS`; this measurement picked it.
+the one-call answer. The pipeline's choice is `InferenceConfig.cpu_call_pixels`; this measurement picked it.
 
 With --masks NAME=FOLDER (nnU-Net layout, imagesTs/): every study is segmented in `--mode` (union)
 twice in one process, with the pipeline's calls and with calls of `--reference-rows` images (64:
@@ -87,26 +87,22 @@ def main() -> None:
 def compare_masks(args) -> None:
     import SimpleITK as sitk
 
-    import sdpm_cli.model.samplers as samplers
     from sdpm_cli.ingest import load_study
     from sdpm_cli.evaluate.metrics import dice
     from sdpm_cli.labels import CLASSES
     from sdpm_cli.pipeline import load_model, segment_study
 
     lm, _ = load_model(args.model, "cpu")
-    default = samplers.CPU_CALL_PIXELS
-    reference = args.reference_rows * lm.plan.size * lm.plan.size
+    reference = {"cpu_call_pixels": args.reference_rows * lm.plan.size * lm.plan.size}
     rows = []
     for spec in args.masks:
         name, folder = spec.split("=", 1)
         for img in sorted((Path(folder) / "imagesTs").glob("*.nii*")):
             study = load_study(img)
             res = {}
-            for which, pixels in (("reference", reference), ("pipeline", default)):
-                samplers.CPU_CALL_PIXELS = pixels
-                seg = segment_study(study, model=lm, mode=args.mode, seed=0)
+            for which, over in (("reference", reference), ("pipeline", None)):
+                seg = segment_study(study, model=lm, mode=args.mode, seed=0, sampler_overrides=over)
                 res[which] = (sitk.GetArrayFromImage(seg.labels), seg.volumes, seg.timings["model_s"])
-            samplers.CPU_CALL_PIXELS = default
             (a, va, ta), (b, vb, tb) = res["reference"], res["pipeline"]
             row = {"set": name, "study": img.name, "dice_all": dice(b > 0, a > 0),
                    "voxels_changed": int((a != b).sum()), "model_s_reference": ta, "model_s_pipeline": tb}

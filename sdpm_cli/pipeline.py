@@ -405,8 +405,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
                keep_mode_probs: bool = False) -> _ModelAccumulator:
     """Run the network over the brain slices. Stochastic modes with gating: `out` on every brain slice
     first, then every mode only on the slices `gate_slices` picks (their `out` part taken from the
-    first pass, not recomputed); elsewhere each mode (and each of its samples) takes `out`'s answer. Noise comes per (mode, slice), so a gated-in slice gets the
-    same answer as in an ungated run."""
+    first pass, not recomputed); elsewhere each mode (and each of its samples) takes `out`'s answer.
+    Noise comes per (mode, slice), so a gated-in slice gets the same answer as in an ungated run."""
     import dataclasses
 
     import torch
@@ -432,7 +432,6 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     )
     counts = np.zeros((S, C, Z), dtype=np.int64)
     gated = mode != "out" and cfg.gate
-    out_probs = np.zeros((C, Z, H, W), dtype=np.float32) if gated else None  # pass 1's `out`, reused in pass 2
 
     def run(slices: np.ndarray, c, modes: tuple[str, ...], as_modes: tuple[str, ...], done: int, total: int) -> None:
         """Predict `slices` with config c; write its result for each of `modes`, and `out`'s answer
@@ -444,11 +443,11 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
             cond = prepared.condition(idx)
             cond = None if cond is None else torch.from_numpy(cond).to(lm.device)
             noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
-            known = None if out_probs is None or c.mode == "out" else torch.from_numpy(out_probs[:, idx].transpose(1, 0, 2, 3))
+            # pass 2 of a gated run: acc.prob still holds pass 1's `out` on these slices (each batch
+            # reads its own slices before overwriting them), so `out` is not computed again
+            known = torch.from_numpy(acc.prob[:, idx].transpose(1, 0, 2, 3)) if gated and c.mode != "out" else None
             with network_precision(precision, lm.device):
                 pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond, out_prob=known)
-            if out_probs is not None and c.mode == "out":
-                out_probs[:, idx] = pred.probs["out"].float().cpu().numpy().transpose(1, 0, 2, 3)
             for m in modes + as_modes:
                 src = m if m in modes else "out"
                 p_m = pred.probs[src].float().cpu().numpy()

@@ -53,7 +53,13 @@ class InferenceConfig:
     cleanup: bool = True
     cleanup_radius: int = 3
     clamp: bool = True  # clamp x0_hat and y0_hat to [-1, 1] inside the chain (the paper does)
-    max_batch: int = 64  # images per network call (bounds memory)
+    max_batch: int = 64  # images per sampler chunk (bounds memory)
+    # Pixels per network call on a CPU (GPUs take a whole chunk in one call). A call's activations
+    # (16 channels at the model grid's full resolution, a few alive at once) stay in the caches for a
+    # few 160 x 160 slices; calls of 64 spill them and cost 2.6x more per slice on 2 cores (56.8 ->
+    # 22.1 ms with both heads, 32.4 -> 15.3 ms with the noise head; `benchmarks/call_batch.py`), and
+    # calls of 4 gave outputs bit-identical to calls of 64 there.
+    cpu_call_pixels: int = 4 * 160 * 160
     # Gating (pipeline): the stochastic modes run only on slices where `out`'s probability reaches
     # gate_threshold over at least gate_min_area_mm2 of the slice, plus gate_margin slices either
     # side; elsewhere every mode takes `out`'s answer. An area, not a pixel: the shipped model leaves
@@ -68,7 +74,7 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
-        for name in ("salient_samples", "infer_samples", "max_batch", "cleanup_radius"):
+        for name in ("salient_samples", "infer_samples", "max_batch", "cleanup_radius", "cpu_call_pixels"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1")
         for name in ("salient_steps", "steps", "T_w", "T_i"):
@@ -210,26 +216,23 @@ def _slice_noise(noise: NoiseSource, n_slices: int) -> SliceNoise:
     return SliceNoise.from_generator(noise, n_slices)
 
 
-# Pixels per network call on a CPU. A call's activations (16 channels at the model grid's full
-# resolution, a few of them alive at once) fit the caches for a few 160 x 160 images; a batch of 64
-# spills them to memory and costs 2.3x more per image on 2 cores (46 -> 20 ms with both heads,
-# 29 -> 14 ms with the noise head only; `benchmarks/call_batch.py`). Chunks of 4,
-# 8 and 64 images give bit-identical outputs there. GPUs take the whole batch in one call.
-CPU_CALL_PIXELS = 4 * 160 * 160
+CPU_CALL_PIXELS = InferenceConfig.cpu_call_pixels  # the default, for callers without a config
 
 
-def call_rows(x: Tensor) -> int:
+def call_rows(x: Tensor, cpu_pixels: int = CPU_CALL_PIXELS) -> int:
     """Images per network call for a batch like x [B, C, H, W] (all of them off the CPU)."""
     if x.device.type != "cpu":
         return max(1, x.shape[0])
-    return max(1, CPU_CALL_PIXELS // (x.shape[-2] * x.shape[-1]))
+    return max(1, cpu_pixels // (x.shape[-2] * x.shape[-1]))
 
 
-def _call(net, x: Tensor, t: Tensor | int, need_label: bool, cond: Tensor | None = None):
+def _call(net, x: Tensor, t: Tensor | int, need_label: bool, cond: Tensor | None = None,
+          cpu_pixels: int = CPU_CALL_PIXELS):
+    """The network on x in calls of `call_rows` images (InferenceConfig.cpu_call_pixels)."""
     if not isinstance(t, Tensor):
         t = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
     t = t.to(x.device)
-    rows = call_rows(x)
+    rows = call_rows(x, cpu_pixels)
     parts = []
     for i in range(0, x.shape[0], rows):
         sl = slice(i, i + rows)
@@ -240,10 +243,11 @@ def _call(net, x: Tensor, t: Tensor | int, need_label: bool, cond: Tensor | None
     return tuple(None if p[0] is None else torch.cat([v.float() for v in p]) for p in zip(*parts))
 
 
-def predict_out(net, sched: Schedule, x0: Tensor, cond: Tensor | None = None) -> Tensor:
+def predict_out(net, sched: Schedule, x0: Tensor, cond: Tensor | None = None,
+                cpu_pixels: int = CPU_CALL_PIXELS) -> Tensor:
     """`out`: one call on the clean image at step index 0; returns per-sample p [1,B,C,H,W]."""
     t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-    eps_hat, yt_hat = _call(net, x0, t, True, cond)
+    eps_hat, yt_hat = _call(net, x0, t, True, cond, cpu_pixels)
     return _to_prob(predict_z0(yt_hat, t, eps_hat, sched))[None]
 
 
@@ -295,7 +299,8 @@ def predict_salient(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, nois
         wt = torch.tensor([float(ws[s, b, k]) for b, s, k in rows], device=x0.device, dtype=x0.dtype)
         x_rep = x0.repeat(n, 1, 1, 1)
         x_t = q_sample(x_rep, t, noise.randn([(b, s) for b, s, _ in rows], x0.shape[1:], x0), sched)
-        eps_hat, yt_hat = _call(net, x_t, t, True, None if cond is None else cond.repeat(n, 1, 1, 1))
+        eps_hat, yt_hat = _call(net, x_t, t, True, None if cond is None else cond.repeat(n, 1, 1, 1),
+                                cfg.cpu_call_pixels)
         y0 = predict_z0(yt_hat, t, eps_hat, sched).clamp(-1.0, 1.0)
         y0 = y0.reshape(n, B, *y0.shape[1:]) * wt.reshape(n, B, 1, 1, 1)
         if acc is None:
@@ -359,9 +364,9 @@ def predict_infer(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig, noise:
         rows = [(c % B, c // B) for c in ids]  # chain c: slice c % B, run c // B
         which = torch.tensor([b for b, _ in rows], device=x0.device)
         xc, cc = x0[which], (None if cond is None else cond[which])
-        eps_fn = lambda x, k, cc=cc: _call(net, x, k, False, cc)[0]  # noqa: E731 - label decoder skipped in the chain
+        eps_fn = lambda x, k, cc=cc: _call(net, x, k, False, cc, cfg.cpu_call_pixels)[0]  # noqa: E731 - label decoder skipped in the chain
         x = q_sample(xc, torch.full((len(rows),), k0, device=x0.device), noise.randn(rows, x0.shape[1:], x0), sched)
-        eps_hat, y = _call(net, x, k0, True, cc)  # the label head's y_t_hat starts the label chain
+        eps_hat, y = _call(net, x, k0, True, cc, cfg.cpu_call_pixels)  # the label head's y_t_hat starts the label chain
         draw = lambda like, rows=rows: noise.randn(rows, like.shape[1:], like)  # noqa: E731
         y0, _ = run_chain(eps_fn, x, y, eps_hat, ks, sched, draw, d_i=cfg.d_i, clamp=cfg.clamp)
         outs.append(y0)
@@ -410,7 +415,8 @@ def predict(net, sched: Schedule, x0: Tensor, cfg: InferenceConfig,
     samples: dict[str, Tensor] = {}
     for m in modes:
         if m == "out":
-            samples[m] = predict_out(net, sched, x0, cond) if out_prob is None else out_prob.to(x0.device)[None]
+            samples[m] = (predict_out(net, sched, x0, cond, cfg.cpu_call_pixels) if out_prob is None
+                          else out_prob.to(x0.device)[None])
         elif m == "salient":
             samples[m] = predict_salient(net, sched, x0, cfg, gens["salient"], cond)
         else:

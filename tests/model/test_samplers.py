@@ -238,24 +238,23 @@ def test_batch_chunking_does_not_change_out(tiny_net):
     assert torch.allclose(a.prob, b.prob, atol=1e-6)
 
 
-def test_cpu_calls_take_a_few_images_each_and_give_the_whole_batch_answer(tiny_net, monkeypatch):
-    """On a CPU the network sees at most CPU_CALL_PIXELS per call (caches; benchmarks/call_batch.py):
+def test_cpu_calls_take_a_few_images_each_and_give_the_whole_batch_answer(tiny_net):
+    """On a CPU the network sees at most cfg.cpu_call_pixels per call (caches; benchmarks/call_batch.py):
     a 64-image salient batch is split, and the answer is the one-call answer up to float rounding."""
-    import sdpm_cli.model.samplers as samplers
+    from sdpm_cli.model.samplers import call_rows
 
     x = _image(B=2)
     cfg = make_config("union", "fast", max_batch=64)
     whole = predict(tiny_net, S40, x, cfg, torch.Generator().manual_seed(0))
-    monkeypatch.setattr(samplers, "CPU_CALL_PIXELS", 3 * x.shape[-2] * x.shape[-1])
-    assert samplers.call_rows(x) == 3
+    three = dataclasses.replace(cfg, cpu_call_pixels=3 * x.shape[-2] * x.shape[-1])
+    assert call_rows(x, three.cpu_call_pixels) == 3
     net = Counting(tiny_net)
-    split = predict(net, S40, x, cfg, torch.Generator().manual_seed(0))
+    split = predict(net, S40, x, three, torch.Generator().manual_seed(0))
     assert net.calls and max(b for b, _ in net.calls) == 3
     assert torch.allclose(split.prob, whole.prob, atol=1e-5)
     assert (split.masks["union"] != whole.masks["union"]).float().mean() < 1e-3
-    # one pixel more than the budget of one image still gets a call of one image
-    monkeypatch.setattr(samplers, "CPU_CALL_PIXELS", 1)
-    assert samplers.call_rows(x) == 1
+    # a budget smaller than one image still gets a call of one image
+    assert call_rows(x, 1) == 1
 
 
 def test_config_validation_and_overrides():
