@@ -21,6 +21,7 @@ from sdpm_cli.errors import ModelError, UsageError
 from sdpm_cli.ingest.rules import IngestOptions
 from sdpm_cli.labels import CLASSES, voxel_volume_ml
 from sdpm_cli.modes import DEFAULT_MODE, MODES, UNION_PARTS
+from sdpm_cli.preprocess.orientation import ORIENTATIONS
 
 if TYPE_CHECKING:
     from sdpm_cli.preprocess.prepare import NativeProbs
@@ -162,6 +163,8 @@ class Segmentation:
     # on first read (the report's lesion rows read their own slices, --probabilities all of them): a
     # study that only wants its mask and volumes never pays for the 512 x 512 float volumes
     probs: Optional[NativeProbs] = field(default=None, repr=False)
+    # the anatomy's verdict on the header's orientation (preprocess.orientation; {} = not checked)
+    orientation: dict = field(default_factory=dict)
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -200,6 +203,12 @@ def _study_key(study) -> str:
     return "content:" + h.hexdigest()[:32]
 
 
+def _flag_domain(study, flag: str) -> None:
+    """Set an out-of-domain flag (ingest.anatomy.DOMAIN_FLAGS) on a study that carries the checks."""
+    if isinstance(getattr(study, "domain", None), dict):
+        study.domain[flag] = True
+
+
 def _seed_for_study(seed: int, key: str) -> int:
     # independent of processing order in batches, so a study's mask depends only on (seed, study)
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
@@ -212,7 +221,9 @@ class SegmentOptions:
     `lesion_filter`: the 3-D component filter (postprocess.components) as its dict; None = the model's
     own (its header's `postprocess.lesion_filter`), {} = none. `skull_stripped`: the NIfTI is
     brain-extracted (also detected); `brain_mask`: a binary NIfTI on the image grid used instead of
-    the skull-based mask (one study only). `ingest`: series choice and the corrections allowed."""
+    the skull-based mask (one study only). `orientation`: "anatomy" shows the network a head whose
+    header is wrong about its orientation upright (preprocess.orientation), "header" believes the
+    header. `ingest`: series choice and the corrections allowed."""
 
     mode: str = DEFAULT_MODE
     preset: str = "fast"
@@ -224,6 +235,7 @@ class SegmentOptions:
     skull_stripped: bool = False
     brain_mask: Optional[Path] = None
     lesion_filter: Optional[Mapping] = None
+    orientation: str = "anatomy"
     ingest: IngestOptions = field(default_factory=IngestOptions)
 
     def check(self) -> None:
@@ -236,6 +248,8 @@ class SegmentOptions:
             raise UsageError(f"unknown preset '{self.preset}' (choose from {', '.join(PRESETS)})")
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown precision '{self.precision}' (choose from {', '.join(PRECISIONS)})")
+        if self.orientation not in ORIENTATIONS:
+            raise UsageError(f"unknown orientation '{self.orientation}' (choose from {', '.join(ORIENTATIONS)})")
 
     def with_(self, **changes) -> "SegmentOptions":
         """A copy with some fields changed (ingest fields - series_uid, correct_tilt, resample_gaps,
@@ -296,15 +310,16 @@ def segment_study(
         from sdpm_cli.ingest.anatomy import read_brain_mask
 
         given_brain = read_brain_mask(brain_mask, study.image)
-        if isinstance(getattr(study, "domain", None), dict):
-            study.domain["user_brain_mask"] = True
+        _flag_domain(study, "user_brain_mask")
         warnings.append(f"brain mask from the user ({Path(brain_mask).name}): the skull-based extraction was not used; "
                         "lesions are segmented inside this mask only")
     timings["ingest_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    prepared = prepare(study.image, lm.plan, brain=given_brain)
+    prepared = prepare(study.image, lm.plan, brain=given_brain, orientation=o.orientation)
     warnings += list(getattr(prepared, "warnings", []) or [])
+    if prepared.orientation is not None and prepared.orientation.turned:
+        _flag_domain(study, "header_orientation_wrong")
     timings["preprocess_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -368,6 +383,7 @@ def segment_study(
         interval_source=calib.source if calibrated else "",
         stochastic_slices=len(acc.stochastic_slices),
         brain_slices=len(prepared.brain_slices),
+        orientation=prepared.orientation.to_dict() if prepared.orientation is not None else {},
         # the intracranial mask `prepare` made, for what judges lesions against it (location classes):
         # one mask per study; not for a thin series read as slabs (its mask is on the slab grid)
         brain=(prepared.set_source_geometry(sitk.GetImageFromArray(prepared.brain_native))

@@ -19,11 +19,11 @@ except ImportError:  # pragma: no cover
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _shared_fixtures() -> Path | None:
+def _shared_fixtures(name: str = "dcm_qa_ct") -> Path | None:
     env = os.environ.get("SDPM_SHARED_FIXTURES")
     for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "fixtures", REPO / "shared" / "fixtures"]:
-        if (cand / "dcm_qa_ct").is_dir():
-            return cand / "dcm_qa_ct"
+        if (cand / name).is_dir():
+            return cand / name
     return None
 
 
@@ -33,6 +33,15 @@ def dcm_qa_ct() -> Path:
     p = _shared_fixtures()
     if p is None:
         pytest.skip("../shared/fixtures/dcm_qa_ct is absent")
+    return p
+
+
+@pytest.fixture(scope="session")
+def real_ich_slices() -> Path:
+    """12 real NCCT slices with hemorrhage masks (CC BY 4.0; validation only); skips cleanly where absent."""
+    p = _shared_fixtures("real_ich_slices")
+    if p is None:
+        pytest.skip("../shared/fixtures/real_ich_slices is absent")
     return p
 
 

@@ -94,7 +94,7 @@ def stored_as(img: sitk.Image, code: Optional[str]) -> sitk.Image:
 
 
 def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesion_filter=None, device: str = "cpu",
-          quarter_turns: int = 0, store_as: Optional[str] = None) -> dict:
+          quarter_turns: int = 0, store_as: Optional[str] = None, orientation: str = "anatomy") -> dict:
     """Per-slice Dice for every mode (+ the threshold), pooled Dice and means."""
     from sdpm_cli.pipeline import load_model, segment_study
 
@@ -105,8 +105,9 @@ def score(model, modes: list[str], folder: Path = FIXTURES, seed: int = 0, lesio
     for name, ct, mask in cases(folder):
         col = stored_as(column(read_slice(ct, quarter_turns)), store_as)
         truth = sitk.GetArrayFromImage(stored_as(column(read_slice(mask, quarter_turns), 1), store_as))[0] > 0
-        seg = segment_study(_ColumnStudy(col, name), model=lm, mode=run_mode, seed=seed, lesion_filter=lesion_filter)
-        row = {"case": name, "truth_px": int(truth.sum())}
+        seg = segment_study(_ColumnStudy(col, name), model=lm, mode=run_mode, seed=seed, lesion_filter=lesion_filter,
+                            orientation=orientation)
+        row = {"case": name, "truth_px": int(truth.sum()), "quarter_turns_applied": seg.orientation.get("quarter_turns", 0)}
         # volumes of the whole 20-slice column (what an interval is about): truth, point, band, interval
         voxel_ml = float(np.prod(col.GetSpacing())) / 1000.0
         row["vol_truth_ml"] = int(truth.sum()) * N_REPEAT * voxel_ml
@@ -146,6 +147,8 @@ def main(argv=None) -> int:
                     help="turn every slice (and its mask) by this many x 90 degrees first (1: heads upright)")
     ap.add_argument("--store-as", default=None, metavar="CODE",
                     help="store every column in this in-plane order first (SimpleITK orientation code, e.g. RAS)")
+    ap.add_argument("--orientation", default="anatomy", choices=("anatomy", "header"),
+                    help="segment's --orientation (header: the network sees the slices as stored)")
     ap.add_argument("--out", default=None, help="write the JSON here")
     a = ap.parse_args(argv)
     folder = Path(a.fixtures)
@@ -153,11 +156,11 @@ def main(argv=None) -> int:
         print(f"no fixtures at {folder}", file=sys.stderr)
         return 3
     res = score(a.model, a.modes.split(","), folder, a.seed, {} if a.no_lesion_filter else None, a.device, a.quarter_turns,
-                a.store_as)
-    res["quarter_turns"], res["store_as"] = a.quarter_turns, a.store_as
+                a.store_as, a.orientation)
+    res["quarter_turns"], res["store_as"], res["orientation"] = a.quarter_turns, a.store_as, a.orientation
     res["model"] = a.model or "default"
     for r in res["cases"]:
-        print(r["case"], " ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_")),
+        print(r["case"], f"turned {r['quarter_turns_applied']}", " ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_")),
               f" vol truth {r['vol_truth_ml']:.1f} pred", ",".join(f"{r[f'vol_{m}']:.1f}" for m in a.modes.split(",")),
               " infarct px:", ",".join(str(v) for k, v in r.items() if k.startswith("infarct_px")))
     print("mean Dice:", {k: round(v, 3) for k, v in res["mean_dice"].items()})

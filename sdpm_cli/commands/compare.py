@@ -39,6 +39,7 @@ def compare_cmd(
     device: str = opt.device(),
     threads: int = opt.threads(),
     precision: str = opt.precision(),
+    orientation: str = opt.orientation(),
     seed: int = opt.seed(),
     correct_tilt: bool = opt.correct_tilt(),
     resample_gaps: bool = opt.resample_gaps(),
@@ -55,7 +56,7 @@ def compare_cmd(
     options = CompareOptions(allow_different_patients=allow_different_patients)
     from sdpm_cli.pipeline import SegmentOptions
 
-    run = SegmentOptions(mode=mode, preset=preset, seed=seed, precision=precision,
+    run = SegmentOptions(mode=mode, preset=preset, seed=seed, precision=precision, orientation=orientation,
                          ingest=opt.ingest_options(None, correct_tilt, resample_gaps, refuse_lossy),
                          lesion_filter={} if no_lesion_filter else None)
     requested = {"json": json_path, "csv": csv_path, "preview": preview}

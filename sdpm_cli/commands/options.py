@@ -95,6 +95,12 @@ def start_run(mode: str, threads: int) -> None:
     apply_threads(threads)
 
 
+def orientation():
+    return typer.Option("anatomy", "--orientation",
+                        help="anatomy (default): a head lying at 90 degrees to its header's orientation (research data that "
+                             "lost it) is shown to the model upright, with a warning | header: believe the header")
+
+
 def precision():
     return typer.Option("fp32", "--precision", help="fp32 (as trained; default) | bf16 (network in bfloat16: ~2x faster "
                                                     "on CPUs with AMX and on GPUs; masks differ by a few boundary voxels)")

@@ -30,6 +30,7 @@ def segment_cmd(
     device: str = opt.device(),
     threads: int = opt.threads(),
     precision: str = opt.precision(),
+    orientation: str = opt.orientation(),
     seed: int = opt.seed(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of sampling steps."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Override the number of repeats (salient/infer)."),
@@ -62,6 +63,7 @@ def segment_cmd(
                  "probabilities": probabilities}
     options = SegmentOptions(mode=mode, preset=preset, seed=seed, precision=precision, steps=steps, samples=samples,
                              gating=not no_gating, skull_stripped=skull_stripped, brain_mask=brain_mask,
+                             orientation=orientation,
                              lesion_filter={} if no_lesion_filter else None,
                              ingest=opt.ingest_options(series, correct_tilt, resample_gaps, refuse_lossy))
     options.check()

@@ -30,7 +30,7 @@ from sdpm_cli.threads import map_slices
 
 # The out-of-domain flags, in the order the report, console and QC picture list them.
 DOMAIN_FLAGS = ("child", "infant_attenuation", "contrast", "skull_defect", "metal", "incomplete_coverage",
-                "body_part", "skull_stripped", "user_brain_mask")
+                "body_part", "skull_stripped", "user_brain_mask", "header_orientation_wrong")
 
 
 @dataclass(frozen=True)

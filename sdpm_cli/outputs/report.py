@@ -398,7 +398,7 @@ def build_report(
             "seed": int(run["seed"]),
             "device": str(run["device"]),
             "runtime_s": None if run.get("runtime_s") is None else round(float(run["runtime_s"]), 3),
-            **{k: run[k] for k in ("n_calls_per_slice", "timings", "inference", "lesion_filter") if k in run},
+            **{k: run[k] for k in ("n_calls_per_slice", "timings", "inference", "lesion_filter", "orientation") if k in run},
         },
         "software": {str(k): str(v) for k, v in (software if software is not None else software_versions()).items()},
     }
@@ -482,6 +482,7 @@ def report_from_segmentation(
         "n_calls_per_slice": int(getattr(seg, "n_calls_per_slice", 0) or 0),
         "lesion_filter": dict(getattr(seg, "lesion_filter", {}) or {}),
         "timings": {k: round(float(v), 3) for k, v in (seg.timings or {}).items()},
+        **({"orientation": dict(seg.orientation)} if getattr(seg, "orientation", None) else {}),
     }
     return build_report(
         volumes=seg.volumes,

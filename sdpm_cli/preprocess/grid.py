@@ -52,6 +52,22 @@ class Canon:
         to_left, to_post = (D[0, 1], D[1, 0]) if swap else (D[0, 0], D[1, 1])  # native axes after transposing
         return cls(transpose=bool(swap), flip_rows=bool(to_post < 0), flip_cols=bool(to_left < 0))
 
+    def turned(self, quarter_turns: int) -> "Canon":
+        """This canon followed by `quarter_turns` counter-clockwise quarter turns of the result
+        (`np.rot90(forward(a), k, axes=(-2, -1))`): the head shown upright when its header is wrong
+        about it (preprocess.orientation). Still one transpose and two flips, so still exact."""
+        k = int(quarter_turns) % 4
+        probe = np.arange(6).reshape(2, 3)
+        want = np.rot90(self.forward(probe), k, axes=(-2, -1))
+        for t in (False, True):
+            for fr in (False, True):
+                for fc in (False, True):
+                    c = Canon(t, fr, fc)
+                    got = c.forward(probe)
+                    if got.shape == want.shape and np.array_equal(got, want):
+                        return c
+        raise AssertionError("unreachable: the quarter turns of a transpose/flip are one")  # pragma: no cover
+
     @property
     def identity(self) -> bool:
         return not (self.transpose or self.flip_rows or self.flip_cols)
@@ -110,14 +126,16 @@ class ModelGrid:
     _reference: Optional[sitk.Image] = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def centred(cls, image: sitk.Image, centre_xy: tuple[float, float], size: int, spacing_mm: float) -> "ModelGrid":
+    def centred(cls, image: sitk.Image, centre_xy: tuple[float, float], size: int, spacing_mm: float,
+                canon: Optional[Canon] = None) -> "ModelGrid":
         """A grid whose centre falls on `centre_xy` (native continuous index), offset rounded to whole
         native pixels so that a grid with the native spacing is an exact crop (rounded in the display
-        orientation, so a file stored in another order samples the same physical points)."""
+        orientation, so a file stored in another order samples the same physical points). `canon`:
+        the display orientation (default: the header's, `Canon.from_direction`)."""
         sp = image.GetSpacing()
         scale = (spacing_mm / sp[0], spacing_mm / sp[1])
         half = (size - 1) / 2.0
-        canon = Canon.from_direction(image.GetDirection())
+        canon = canon if canon is not None else Canon.from_direction(image.GetDirection())
         reversed_xy = (canon.flip_rows, canon.flip_cols) if canon.transpose else (canon.flip_cols, canon.flip_rows)
         offset = []
         for c, s, n, rev in zip(centre_xy, scale, image.GetSize()[:2], reversed_xy):

@@ -15,7 +15,8 @@ import SimpleITK as sitk
 
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.preprocess.brainmask import brain_mask_array
-from sdpm_cli.preprocess.grid import ModelGrid, native_slices, to_model_array, to_native_array
+from sdpm_cli.preprocess.grid import Canon, ModelGrid, native_slices, to_model_array, to_native_array
+from sdpm_cli.preprocess.orientation import ORIENTATIONS, OrientationCheck, check_orientation
 from sdpm_cli.preprocess.plan import PreprocessPlan
 from sdpm_cli.preprocess.symmetry import Midline, midline, mirror_image, plane_lines
 from sdpm_cli.preprocess.window import apply_window, undo_window
@@ -148,6 +149,7 @@ class Prepared:
     # float32 [Z, size, size]: x reflected across the head's mid-sagittal plane (plan.mirror_channel)
     mirror: Optional[np.ndarray] = field(default=None, repr=False)
     midline: Optional[Midline] = None  # the study's mid-sagittal line on the model grid, where it was fitted
+    orientation: Optional[OrientationCheck] = None  # the anatomy's verdict on the header (None: not checked)
 
     def condition(self, idx) -> Optional[np.ndarray]:
         """float32 [B, K, size, size]: the network's conditioning channels on model slices `idx`
@@ -182,16 +184,21 @@ def _check_image(image: sitk.Image) -> None:
         raise InputRejected("the CT volume is empty")
 
 
-def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.ndarray | None = None) -> Prepared:
+def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.ndarray | None = None,
+            orientation: str = "anatomy") -> Prepared:
     """Brain mask, window, crop to the brain box and in-plane resample to the model grid.
 
     CT is clipped to the window first (so bone cannot bleed into the brain), smoothed with the
     anti-aliasing Gaussian when downsampling, then sampled linearly. The brain mask is carried over
     by area fraction (>= 0.5). A study with no intracranial region at all is rejected.
     `brain` (uint8 [Z, Y, X] on the image grid) replaces the skull-based mask: a user mask or the
-    foreground of a skull-stripped volume.
+    foreground of a skull-stripped volume. `orientation` "anatomy": a head whose anatomy lies at 90
+    degrees to its header's orientation is shown to the network upright (preprocess.orientation; a
+    warning says so; the outputs stay on the source grid); "header": the header is believed.
     """
     plan = plan or PreprocessPlan()
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
     _check_image(image_hu)
     warnings: list[str] = []
     slabs = None
@@ -212,7 +219,19 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
         raise InputRejected("no intracranial region found (is this a non-contrast head CT?)")
     zs, ys, xs = (np.flatnonzero(brain_native.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
     centre = ((xs[0] + xs[-1]) / 2.0, (ys[0] + ys[-1]) / 2.0)
-    grid = ModelGrid.centred(image_hu, centre, plan.size, plan.spacing_mm)
+    canon, check = Canon.from_direction(image_hu.GetDirection()), None
+    if orientation == "anatomy" and brain is None:  # a skull-stripped volume has no holder or scalp to judge
+        sp_rc = (spacing[0], spacing[1]) if canon.transpose else (spacing[1], spacing[0])
+        check = check_orientation(canon.forward(hu), sp_rc)
+        if check.turned:
+            canon = canon.turned(check.quarter_turns)
+            warnings.append(f"the head lies at 90 degrees to the orientation in the file's header ({check.reason}): "
+                            "the network was shown it upright; the mask is on the source grid as always, but the "
+                            "header's left/right and front/back may be wrong (--orientation header to believe it)")
+        elif check.suspect:
+            warnings.append(f"the head may lie at 90 degrees to the orientation in the file's header ({check.reason}); "
+                            "check the header: the model was validated on heads as a DICOM series shows them")
+    grid = ModelGrid.centred(image_hu, centre, plan.size, plan.spacing_mm, canon=canon)
     box_mm = ((xs[-1] - xs[0] + 1) * spacing[0], (ys[-1] - ys[0] + 1) * spacing[1])
     if max(box_mm) > grid.extent_mm():
         warnings.append(
@@ -247,6 +266,7 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
         brain_native=brain_native,
         mirror=mirror,
         midline=line,
+        orientation=check,
     )
 
 
