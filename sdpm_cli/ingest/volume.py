@@ -313,7 +313,13 @@ def load_volume_file(path: Path, rules: IngestRules, skull_stripped: bool = Fals
     pad = arr < rules.min_valid_hu
     hu = checks.hu_check(checks.hu_sample(arr, pad, float(sz), rules), rules)
     if not hu.passed:
-        raise InputRejected(f"{label}: HU check failed: {hu.reason}")
+        from sdpm_cli.ingest.anatomy import background_of, looks_skull_stripped
+
+        v, _ = background_of(arr)
+        hint = ""
+        if brain is None and v is not None and v > -500:  # a constant non-air border: a stripped brain not recognised
+            hint = f"; the border is a constant {v:g}, as in a skull-stripped volume, but {looks_skull_stripped(arr, rules)[2]}"
+        raise InputRejected(f"{label}: HU check failed: {hu.reason}{hint}")
     arr[pad] = rules.air_hu
     out = sitk.GetImageFromArray(np.clip(np.rint(arr), -32768, 32767).astype(np.int16))
     out.CopyInformation(img)

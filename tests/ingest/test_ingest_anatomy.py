@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 import pydicom
 import pytest
 import SimpleITK as sitk
@@ -189,6 +190,22 @@ def test_skull_stripped_nifti_segmented_inside_brain(tmp_path, run_cli, tiny_mod
     code, out, err = run_cli("segment", _nifti(_head(1), tmp_path / "h.nii.gz"), "--model", tiny_model,
                              "--skull-stripped", "--out", tmp_path / "m2.nii.gz", "--quiet")
     assert code == 3 and "not skull-stripped" in err
+
+
+def test_a_stripped_volume_that_kept_its_inner_table_is_refused_with_the_reason(tmp_path, run_cli, tiny_model):
+    """A mask grown over the inner table leaves a bone rim: not recognised as stripped, and the HU
+    check (no air) refuses it - saying that it looks stripped and why it was not taken as such."""
+    img = _head(1)
+    arr = sitk.GetArrayFromImage(img)
+    brain = brain_mask_array(arr, img.GetSpacing()).astype(bool)
+    grown = np.stack([ndimage.binary_dilation(b, iterations=4) for b in brain])  # ~4 px: into the skull
+    out = sitk.GetImageFromArray(np.where(grown, arr, 0).astype(np.int16))
+    out.CopyInformation(img)
+    code, _, err = run_cli("segment", _nifti(out, tmp_path / "rim.nii.gz"), "--model", tiny_model,
+                           "--out", tmp_path / "m.nii.gz", "--quiet")
+    assert code == 3 and "Traceback" not in err
+    assert "as in a skull-stripped volume" in err and "bone" in err
+    assert not (tmp_path / "m.nii.gz").exists()
 
 
 def test_user_brain_mask(tmp_path, run_cli, tiny_model):

@@ -248,3 +248,24 @@ def test_the_model_sees_the_same_head_whatever_the_files_storage_order(code):
     assert back.GetSize() == img.GetSize() and back.GetDirection() == img.GetDirection()
     assert back.GetOrigin() == pytest.approx(img.GetOrigin(), abs=1e-9)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(sitk.DICOMOrient(back_std, code)))
+
+
+def test_a_skull_stripped_brain_reaches_the_network_as_if_its_skull_were_there():
+    """Stripped (air right outside the brain), the brain's edge pixels would mix with air and look
+    hypodense; with the bone shell painted where there is air, the model input equals the unstripped
+    head's inside the brain, edge included - and a user mask on an ordinary CT is not painted over."""
+    from sdpm_cli.preprocess.prepare import SHELL_HU, skull_where_air
+
+    h = build_head(spacing=(0.8, 0.8, 5.0), shape=(4, 256, 256), noise_hu=0.0)
+    brain = h.interior.astype(np.uint8)
+    arr = sitk.GetArrayFromImage(h.image)
+    stripped = sitk.GetImageFromArray(np.where(h.interior, arr, -1000).astype(np.int16))
+    stripped.CopyInformation(h.image)
+    whole, strip = prepare(h.image, brain=brain), prepare(stripped, brain=brain)
+    inside = whole.brain > 0
+    assert np.abs(strip.x - whole.x)[inside].max() < 1e-5
+    # without the shell the edge would be darker: the painted shell is what makes the difference
+    painted = skull_where_air(sitk.GetArrayViewFromImage(stripped), brain, (0.8, 0.8, 5.0))
+    assert (painted == SHELL_HU).any() and np.array_equal(painted[h.interior], arr[h.interior])
+    real = skull_where_air(arr, brain, (0.8, 0.8, 5.0))  # skull and scalp around the mask: no air there
+    assert np.array_equal(np.asarray(real)[h.interior | h.skull], arr[h.interior | h.skull])
