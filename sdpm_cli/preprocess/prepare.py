@@ -200,14 +200,17 @@ def skull_where_air(hu: np.ndarray, brain: np.ndarray, spacing) -> np.ndarray:
     as in every head the model was trained on. Voxels that are not air (a user's brain mask on an
     ordinary CT: real CSF, skull) are left alone; the brain itself is never changed."""
     air = np.asarray(hu) < -500.0
-    if not air.any():
+    inside = np.asarray(brain) > 0
+    if not air.any() or not inside.any():
         return hu
     r = max(1, int(round(SHELL_MM / float(min(spacing[0], spacing[1])))))
+    ys, xs = np.flatnonzero(inside.any(axis=(0, 2))), np.flatnonzero(inside.any(axis=(0, 1)))
+    box = (slice(None), slice(max(0, ys[0] - r - 1), ys[-1] + r + 2), slice(max(0, xs[0] - r - 1), xs[-1] + r + 2))
     cross = np.zeros((3, 3, 3), bool)
     cross[1] = ndimage.generate_binary_structure(2, 1)  # in-plane only: slices are thick
-    shell = ndimage.binary_dilation(np.asarray(brain) > 0, cross, iterations=r) & air & (np.asarray(brain) == 0)
+    shell = ndimage.binary_dilation(inside[box], cross, iterations=r) & air[box] & ~inside[box]
     out = np.array(hu, dtype=np.float32)
-    out[shell] = SHELL_HU
+    out[box][shell] = SHELL_HU
     return out
 
 
