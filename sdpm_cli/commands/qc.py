@@ -25,7 +25,7 @@ def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = F
         raise UsageError(f"--cross-check compares two DICOM readers; {study} is a volume file")
     verdict: dict = {"verdict": "pass", "reasons": [], "modality": None, "series": None, "slice_thickness_mm": None,
                      "spacing_mm": None, "coverage_mm": None, "n_slices": None, "tilt_deg": None, "hu": None,
-                     "corrected": [], "warnings": [], "ignored": {}, "cross_check": None}
+                     "corrected": [], "warnings": [], "ignored": {}, "cross_check": None, "orientation": None}
     try:
         st = load_study(study, options=opt.ingest_options(series, correct_tilt, resample_gaps, refuse_lossy))
     except InputRejected as exc:
@@ -50,6 +50,13 @@ def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = F
     verdict["hu"] = st.hu
     verdict["corrected"] = list(st.corrected)
     verdict["warnings"] = list(st.warnings)
+    if getattr(st, "brain", None) is None:  # the anatomy's word on the header's orientation (segment acts on it)
+        from sdpm_cli.preprocess.orientation import check_image
+
+        check = check_image(st.image)
+        verdict["orientation"] = check.to_dict()
+        if check.warning:
+            verdict["warnings"].append(check.warning)
     verdict["reasons"].append(st.survey.chosen.reason if st.survey and st.survey.chosen else "NIfTI input taken as HU")
     if st.survey:
         verdict["ignored"] = dict(st.survey.ignored)

@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
+
+from sdpm_cli.preprocess.grid import Canon
 
 
 # what the network is shown: the head as the anatomy says ("anatomy": turned upright when the header
@@ -72,6 +75,18 @@ class OrientationCheck:
     def turned(self) -> bool:
         return self.quarter_turns % 4 != 0
 
+    @property
+    def warning(self) -> Optional[str]:
+        """What the user is told (segment, qc), or None when the anatomy agrees with the header."""
+        if self.turned:
+            return (f"the head lies at 90 degrees to the orientation in the file's header ({self.reason}): the network "
+                    "is shown it upright (--orientation header to believe the header); masks stay on the source grid, "
+                    "but the header's left/right and front/back may be wrong")
+        if self.suspect:
+            return (f"the head may lie at 90 degrees to the orientation in the file's header ({self.reason}); check "
+                    "the header: the model was validated on heads as a DICOM series shows them")
+        return None
+
     def to_dict(self) -> dict:
         r = lambda v, n: None if v is None else round(float(v), n)  # noqa: E731
         return {"quarter_turns": self.quarter_turns, "holder_deg": r(self.holder_deg, 1), "axis_deg": r(self.axis_deg, 1),
@@ -89,6 +104,16 @@ def _largest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 def _angle_diff(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def check_image(image_hu: sitk.Image, hu: Optional[np.ndarray] = None,
+                rules: OrientationRules = OrientationRules()) -> OrientationCheck:
+    """`check_orientation` of a CT image in the display orientation its header states (`hu`: its voxel
+    array [Z, Y, X] where the caller already has it)."""
+    canon = Canon.from_direction(image_hu.GetDirection())
+    sp = image_hu.GetSpacing()
+    arr = sitk.GetArrayViewFromImage(image_hu) if hu is None else hu
+    return check_orientation(canon.forward(arr), (sp[0], sp[1]) if canon.transpose else (sp[1], sp[0]), rules)
 
 
 def check_orientation(hu_display: np.ndarray, spacing_rc: tuple[float, float],

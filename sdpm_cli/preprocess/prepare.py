@@ -17,7 +17,7 @@ from scipy import ndimage
 from sdpm_cli.errors import InputRejected
 from sdpm_cli.preprocess.brainmask import brain_mask_array
 from sdpm_cli.preprocess.grid import Canon, ModelGrid, native_slices, to_model_array, to_native_array
-from sdpm_cli.preprocess.orientation import ORIENTATIONS, OrientationCheck, check_orientation
+from sdpm_cli.preprocess.orientation import ORIENTATIONS, OrientationCheck, check_image
 from sdpm_cli.preprocess.plan import PreprocessPlan
 from sdpm_cli.preprocess.symmetry import Midline, midline, mirror_image, plane_lines
 from sdpm_cli.preprocess.window import apply_window, undo_window
@@ -253,16 +253,10 @@ def prepare(image_hu: sitk.Image, plan: PreprocessPlan | None = None, brain: np.
     centre = ((xs[0] + xs[-1]) / 2.0, (ys[0] + ys[-1]) / 2.0)
     canon, check = Canon.from_direction(image_hu.GetDirection()), None
     if orientation == "anatomy" and brain is None:  # a skull-stripped volume has no holder or scalp to judge
-        sp_rc = (spacing[0], spacing[1]) if canon.transpose else (spacing[1], spacing[0])
-        check = check_orientation(canon.forward(hu), sp_rc)
-        if check.turned:
-            canon = canon.turned(check.quarter_turns)
-            warnings.append(f"the head lies at 90 degrees to the orientation in the file's header ({check.reason}): "
-                            "the network was shown it upright; the mask is on the source grid as always, but the "
-                            "header's left/right and front/back may be wrong (--orientation header to believe it)")
-        elif check.suspect:
-            warnings.append(f"the head may lie at 90 degrees to the orientation in the file's header ({check.reason}); "
-                            "check the header: the model was validated on heads as a DICOM series shows them")
+        check = check_image(image_hu, hu)
+        canon = canon.turned(check.quarter_turns)
+        if check.warning:
+            warnings.append(check.warning)
     grid = ModelGrid.centred(image_hu, centre, plan.size, plan.spacing_mm, canon=canon)
     box_mm = ((xs[-1] - xs[0] + 1) * spacing[0], (ys[-1] - ys[0] + 1) * spacing[1])
     if max(box_mm) > grid.extent_mm():

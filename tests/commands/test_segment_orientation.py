@@ -45,6 +45,11 @@ def test_a_sideways_study_is_segmented_upright_with_a_warning(run_cli, tiny_mode
     code, out, err = run_cli("segment", side, "--model", tiny_model, "--out", tmp_path / "x.nii.gz",
                              "--orientation", "sideways", "--quiet")
     assert code != 0 and "unknown orientation" in err and "Traceback" not in err
+    # the input gate says it too, before any model runs
+    code, out, err = run_cli("qc", side, "--json")
+    assert code == 0 and json.loads(out)["orientation"]["quarter_turns"] == 3 and "90 degrees" in err
+    code, out, err = run_cli("qc", studies["study0"], "--json")
+    assert code == 0 and json.loads(out)["orientation"]["quarter_turns"] == 0 and "90 degrees" not in err
 
 
 def test_the_turned_study_gets_the_upright_study_s_answer(tiny_model, studies, tmp_path):
