@@ -316,7 +316,9 @@ def segment_study(
     timings["ingest_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    prepared = prepare(study.image, lm.plan, brain=given_brain, orientation=o.orientation)
+    # a decubitus scan's holder lies beside the head by design: the (scanner's) header is believed
+    orientation = "header" if getattr(getattr(study, "series", None), "decubitus", False) else o.orientation
+    prepared = prepare(study.image, lm.plan, brain=given_brain, orientation=orientation)
     warnings += list(getattr(prepared, "warnings", []) or [])
     if prepared.orientation is not None and prepared.orientation.turned:
         _flag_domain(study, "header_orientation_wrong")

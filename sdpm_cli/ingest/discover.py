@@ -55,7 +55,7 @@ _TAGS = [
     "InstanceNumber", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
     "ContrastBolusAgent", "ContrastBolusRoute", "BitsAllocated", "PixelRepresentation", "NumberOfFrames",
     "SamplesPerPixel", "PhotometricInterpretation", "LossyImageCompression", "LossyImageCompressionMethod",
-    "PatientAge", "BodyPartExamined", "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
+    "PatientAge", "BodyPartExamined", "PatientPosition", "PatientID", "PatientName", "PatientBirthDate", "Manufacturer", "PixelData",
 ]
 
 # Transfer syntaxes whose pixel data may have lost information (HU values approximate). JPEG 2000
@@ -110,6 +110,7 @@ class Header:
     no_preamble: bool = False  # read with force=True: no 128-byte preamble / "DICM" marker
     age: str = ""  # PatientAge (DICOM AS, e.g. "045Y"): the anatomy checks warn on children
     body_part: str = ""  # BodyPartExamined: the anatomy checks refuse a non-head body part
+    patient_position: str = ""  # PatientPosition (HFS, HFP, HFDL, ...): a decubitus head lies on its side
 
 
 @dataclass
@@ -285,6 +286,7 @@ def read_header(path: Path) -> tuple[str, Optional[Header]]:
         no_preamble=forced,
         age=str(ds.get("PatientAge", "") or "").strip(),
         body_part=str(ds.get("BodyPartExamined", "") or "").strip(),
+        patient_position=str(ds.get("PatientPosition", "") or "").strip().upper(),
     )
     return kind, header
 

@@ -172,6 +172,7 @@ def _describe(c: Candidate, rules: IngestRules) -> None:
         spacing=(ps[1], ps[0], g.spacing if g else 0.0), tilt_deg=g.tilt_deg if (g and g.tilted) else 0.0,
         orientation=orient, image_type=h.image_type, coverage_mm=g.coverage_mm if g else 0.0,
         rows=h.rows, cols=h.cols, manufacturer=h.manufacturer, transfer_syntax=h.transfer_syntax,
+        patient_position=h.patient_position,
     )
     if c.fault:
         return

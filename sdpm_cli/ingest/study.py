@@ -48,6 +48,12 @@ class SeriesInfo:
     manufacturer: str = ""
     transfer_syntax: str = ""
     source: str = "dicom"  # or the volume file format: "nifti", "nrrd", "metaimage"
+    patient_position: str = ""  # DICOM PatientPosition (HFS, HFP, HFDL, ...; "" when unknown)
+
+    @property
+    def decubitus(self) -> bool:
+        """The patient lay on one side (HFDL, HFDR, FFDL, FFDR): the head holder is beside the head by design."""
+        return self.patient_position[-2:] in ("DL", "DR")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -16,7 +16,8 @@ The head is turned only by a quarter turn (exact, undone exactly: the mask stays
 grid), only when the cues say it lies sideways and none contradicts that, only where a holder
 tells front from back (the egg shape of the outline, wider at the back, does on real heads but not
 on the randomised phantoms), and never by half a turn (a prone scan's holder lies in front of the
-head). A head that seems to lie sideways but is not turned is `suspect`: the user is warned. Measured on 68 phantoms of families A, B and C
+head); the pipeline does not ask for a decubitus DICOM series (`SeriesInfo.decubitus`: the holder
+is beside the head by design). A head that seems to lie sideways but is not turned is `suspect`: the user is warned. Measured on 68 phantoms of families A, B and C
 (no false turn: largest long-axis angle 28 degrees, holder at most 46 degrees off posterior) and on
 the 12 real slices (BENCHMARKS.md, "Heads whose header is wrong about their orientation").
 """

@@ -60,3 +60,20 @@ def test_the_turned_study_gets_the_upright_study_s_answer(tiny_model, studies, t
     want = np.rot90(up, 1, axes=(1, 2))
     assert (want > 0).any()
     assert (got == want).mean() > 0.999
+
+
+def test_a_decubitus_scan_is_never_turned(tiny_model, studies, tmp_path):
+    """A patient lying on one side (DICOM PatientPosition HFDL/HFDR) has the holder beside the head by
+    design: the scanner's header is believed, whatever the anatomy says."""
+    import dataclasses
+
+    from sdpm_cli.ingest import load_study
+
+    side = _stored_sideways(studies["study0"], tmp_path / "side.nii.gz")
+    st = load_study(side)
+    assert segment_study(st, model=tiny_model, mode="out").orientation["quarter_turns"] == 3
+    st = load_study(side)
+    st.series = dataclasses.replace(st.series, patient_position="HFDL")
+    assert st.series.decubitus
+    seg = segment_study(st, model=tiny_model, mode="out")
+    assert seg.orientation == {} and not any("90 degrees" in w for w in seg.warnings)

@@ -233,3 +233,13 @@ def test_user_brain_mask(tmp_path, run_cli, tiny_model):
     code, out, err = run_cli("segment", p, "--model", tiny_model, "--brain-mask", _nifti(nonbin, tmp_path / "nb.nii.gz"),
                              "--out", tmp_path / "m4.nii.gz", "--quiet")
     assert code == 3 and "not binary" in err
+
+
+def test_patient_position_is_read_and_decubitus_is_recognised(tmp_path):
+    write_series(tmp_path / "dcm", SeriesSpec())
+    _tag_series(tmp_path / "dcm", PatientPosition="HFDL")
+    st = load_study(tmp_path / "dcm")
+    assert st.series.patient_position == "HFDL" and st.series.decubitus
+    assert st.series.to_dict()["patient_position"] == "HFDL"
+    _tag_series(tmp_path / "dcm", PatientPosition="HFS")
+    assert not load_study(tmp_path / "dcm").series.decubitus
