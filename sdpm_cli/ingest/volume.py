@@ -315,10 +315,17 @@ def load_volume_file(path: Path, rules: IngestRules, skull_stripped: bool = Fals
     if not hu.passed:
         from sdpm_cli.ingest.anatomy import background_of, looks_skull_stripped
 
-        v, _ = background_of(arr)
+        v, bg = background_of(arr)
         hint = ""
-        if brain is None and v is not None and v > -500:  # a constant non-air border: a stripped brain not recognised
-            hint = f"; the border is a constant {v:g}, as in a skull-stripped volume, but {looks_skull_stripped(arr, rules)[2]}"
+        if brain is None and v is not None and v > -500:  # a constant non-air border: why, in the user's terms
+            fg = arr[~bg][::97]
+            med = float(np.median(fg)) if fg.size else float("nan")
+            if 900.0 <= med <= 1300.0:  # soft tissue near 1024 + 40: unsigned storage that lost its rescale intercept
+                hint = (f"; the values look shifted by +1024 (tissue median {med:.0f}): stored without its rescale "
+                        "intercept? convert to HU (subtract 1024) first")
+            elif -10.0 <= med <= 80.0:  # brain-like tissue on a constant border: a stripped brain not recognised
+                hint = (f"; the border is a constant {v:g}, as in a skull-stripped volume, but "
+                        f"{looks_skull_stripped(arr, rules)[2]}")
         raise InputRejected(f"{label}: HU check failed: {hu.reason}{hint}")
     arr[pad] = rules.air_hu
     out = sitk.GetImageFromArray(np.clip(np.rint(arr), -32768, 32767).astype(np.int16))

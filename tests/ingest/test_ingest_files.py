@@ -102,6 +102,14 @@ def test_nrrd_hu_check_still_applies(tmp_path, head_image):
     refused(p, "NRRD raw.nrrd", "HU check failed")
 
 
+def test_values_shifted_by_1024_are_named_as_such(tmp_path, head_image):
+    """Unsigned storage that lost its rescale intercept (air 0, brain ~1060): the refusal says what to do."""
+    arr = sitk.GetArrayFromImage(head_image).astype(np.int32) + 1024
+    arr = np.clip(arr, 0, None).astype(np.uint16)
+    p = _write_like(head_image, arr, tmp_path / "shifted.nii.gz")
+    refused(p, "shifted.nii.gz", "shifted by +1024")
+
+
 def test_zip_of_a_dicom_folder_read_voxel_exact(tmp_path):
     paths = write_series(tmp_path / "dcm")
     z = tmp_path / "study.zip"
