@@ -21,7 +21,7 @@ from sdpm_cli.errors import ModelError, UsageError
 from sdpm_cli.ingest.rules import IngestOptions
 from sdpm_cli.labels import CLASSES, voxel_volume_ml
 from sdpm_cli.modes import DEFAULT_MODE, MODES, UNION_PARTS
-from sdpm_cli.preprocess.orientation import ORIENTATIONS
+from sdpm_cli.preprocess.orientation import ORIENTATIONS, anatomy_may_judge
 
 if TYPE_CHECKING:
     from sdpm_cli.preprocess.prepare import NativeProbs
@@ -316,8 +316,7 @@ def segment_study(
     timings["ingest_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    # a decubitus scan's holder lies beside the head by design: the (scanner's) header is believed
-    orientation = "header" if getattr(getattr(study, "series", None), "decubitus", False) else o.orientation
+    orientation = o.orientation if anatomy_may_judge(study) else "header"
     prepared = prepare(study.image, lm.plan, brain=given_brain, orientation=orientation)
     warnings += list(getattr(prepared, "warnings", []) or [])
     if prepared.orientation is not None and prepared.orientation.turned:

@@ -25,24 +25,19 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sdpm_cli.preprocess.grid import Canon  # noqa: E402
-from sdpm_cli.preprocess.orientation import check_orientation  # noqa: E402
+from sdpm_cli.preprocess.orientation import check_image, quarter_turned  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "real_ich_slices"
 
 
-def display(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
-    """HU in the display orientation the header states, and its (row, column) spacing."""
-    img = sitk.ReadImage(str(path))
-    c = Canon.from_direction(img.GetDirection())
-    sp = img.GetSpacing()
-    return c.forward(sitk.GetArrayFromImage(img)), ((sp[0], sp[1]) if c.transpose else (sp[1], sp[0]))
-
-
-def judge(hu: np.ndarray, sp: tuple[float, float], stored_turns: int, needed: int) -> str:
-    """Verdict on `hu` turned by stored_turns; `needed` quarter turns stand the result upright."""
-    turned = np.rot90(hu, stored_turns, axes=(1, 2))
-    c = check_orientation(turned, sp[::-1] if stored_turns % 2 else sp)
+def judge(image: sitk.Image, stored_turns: int, needed: int, times: list | None = None) -> str:
+    """Verdict on `image` turned by stored_turns under its header; `needed` quarter turns stand the
+    result upright. `times` collects the check's own time (the turning excluded)."""
+    img = quarter_turned(image, stored_turns) if stored_turns % 4 else image
+    t0 = time.perf_counter()
+    c = check_image(img)
+    if times is not None:
+        times.append(time.perf_counter() - t0)
     if c.turned:
         return "right" if c.quarter_turns % 4 == needed % 4 and needed % 4 in (1, 3) else "wrong"
     return "suspect" if c.suspect else "none"
@@ -53,20 +48,18 @@ def run_set(folder: Path) -> dict:
     out = {f"stored+{k}": Counter() for k in range(4)}
     t = []
     for f in files:
-        hu, sp = display(f)
+        img = sitk.ReadImage(str(f))
         for k in range(4):
-            t0 = time.perf_counter()
-            out[f"stored+{k}"][judge(hu, sp, k, -k)] += 1
-            t.append(time.perf_counter() - t0)
+            out[f"stored+{k}"][judge(img, k, -k, t)] += 1
     return {"n": len(files), **{k: dict(v) for k, v in out.items()}, "median_s": float(np.median(t)) if t else None}
 
 
 def run_real(folder: Path) -> dict:
     out = {f"stored+{k}": Counter() for k in range(4)}
     for f in sorted(folder.glob("*_ct.nii.gz")):
-        hu, sp = display(f)
+        img = sitk.ReadImage(str(f))
         for k in range(4):  # stored as-is needs 1 turn; stored + k needs 1 - k
-            out[f"stored+{k}"][judge(hu, sp, k, 1 - k)] += 1
+            out[f"stored+{k}"][judge(img, k, 1 - k)] += 1
     return {k: dict(v) for k, v in out.items()}
 
 

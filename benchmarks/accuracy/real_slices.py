@@ -76,15 +76,10 @@ def read_slice(path: Path, quarter_turns: int = 0) -> sitk.Image:
     origin). The fixtures lie with the head's antero-posterior axis along the image rows (their
     orientation was lost when CT-ICH was converted); 1 quarter turn stands the heads upright, the
     orientation of a correctly labelled DICOM series and of the training phantoms."""
+    from sdpm_cli.preprocess.orientation import quarter_turned
+
     img = sitk.ReadImage(str(path))
-    if quarter_turns % 4 == 0:
-        return img
-    arr = np.ascontiguousarray(np.rot90(sitk.GetArrayFromImage(img), quarter_turns, axes=(1, 2)))
-    out = sitk.GetImageFromArray(arr)
-    out.SetSpacing(img.GetSpacing())
-    out.SetOrigin(img.GetOrigin())
-    out.SetDirection(img.GetDirection())
-    return out
+    return img if quarter_turns % 4 == 0 else quarter_turned(img, quarter_turns)
 
 
 def stored_as(img: sitk.Image, code: Optional[str]) -> sitk.Image:

@@ -50,9 +50,9 @@ def qc_verdict(study: Path, series: Optional[str] = None, correct_tilt: bool = F
     verdict["hu"] = st.hu
     verdict["corrected"] = list(st.corrected)
     verdict["warnings"] = list(st.warnings)
-    if getattr(st, "brain", None) is None:  # the anatomy's word on the header's orientation (segment acts on it)
-        from sdpm_cli.preprocess.orientation import check_image
+    from sdpm_cli.preprocess.orientation import anatomy_may_judge, check_image
 
+    if anatomy_may_judge(st):  # the anatomy's word on the header's orientation (segment acts on it)
         check = check_image(st.image)
         verdict["orientation"] = check.to_dict()
         if check.warning:

@@ -10,16 +10,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.pipeline import segment_study
+from sdpm_cli.preprocess.orientation import quarter_turned
 
 
 def _stored_sideways(src, dest):
     """The study's voxels turned a quarter turn in-plane under the same (now wrong) header."""
-    img = sitk.ReadImage(str(src))
-    out = sitk.GetImageFromArray(np.ascontiguousarray(np.rot90(sitk.GetArrayFromImage(img), 1, axes=(1, 2))))
-    out.SetSpacing(img.GetSpacing())
-    out.SetOrigin(img.GetOrigin())
-    out.SetDirection(img.GetDirection())
-    sitk.WriteImage(out, str(dest))
+    sitk.WriteImage(quarter_turned(sitk.ReadImage(str(src)), 1), str(dest))
     return dest
 
 

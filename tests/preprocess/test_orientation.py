@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from sdpm_cli.preprocess import PreprocessPlan, label_to_model, prepare, to_native
 from sdpm_cli.preprocess.grid import Canon
-from sdpm_cli.preprocess.orientation import OrientationRules, check_orientation
+from sdpm_cli.preprocess.orientation import OrientationRules, check_image, check_orientation, quarter_turned
 
 from .phantoms import build_head
 
@@ -94,23 +94,13 @@ def test_canon_turned_is_the_quarter_turn_after_the_canon(t, fr, fc):
         assert np.allclose(n.display_index(n.sampled_index(ij, 9), 9), ij)
 
 
-def _sideways(image: sitk.Image, k: int = 1) -> sitk.Image:
-    """The same voxels turned k quarter turns in-plane, with an unchanged (now wrong) header."""
-    arr = np.ascontiguousarray(np.rot90(sitk.GetArrayFromImage(image), k, axes=(1, 2)))
-    out = sitk.GetImageFromArray(arr)
-    out.SetSpacing(image.GetSpacing())
-    out.SetOrigin(image.GetOrigin())
-    out.SetDirection(image.GetDirection())
-    return out
-
-
 def test_prepare_shows_a_sideways_head_upright_and_maps_back_to_the_source_grid():
     # an upright head: longer front to back (rows) than wide, the head rest behind it
     h = build_head(shape=(4, 300, 300), radii_mm=(88.0, 72.0))  # 240 mm field: the head rest inside it
     plan = PreprocessPlan(spacing_mm=2.0, size=112)
     up = prepare(h.image, plan)
     assert up.orientation is not None and up.orientation.quarter_turns == 0 and not up.warnings
-    side_img = _sideways(h.image, 1)
+    side_img = quarter_turned(h.image, 1)
     side = prepare(side_img, plan)
     assert side.orientation.quarter_turns == 3
     assert any("90 degrees" in w for w in side.warnings)
@@ -137,9 +127,8 @@ def test_real_slices_stored_on_their_side_are_found(real_ich_slices):
     turned, wrong, upright_turned = 0, 0, 0
     for p in sorted(real_ich_slices.glob("*_ct.nii.gz")):
         img = sitk.ReadImage(str(p))
-        a, sp = sitk.GetArrayFromImage(img).astype(np.float32), img.GetSpacing()
-        c = check_orientation(a, (sp[1], sp[0]))  # identity header: the array is the display orientation
+        c = check_image(img)
         turned += c.turned
         wrong += c.turned and c.quarter_turns != 1
-        upright_turned += check_orientation(np.rot90(a, 1, axes=(1, 2)), (sp[0], sp[1])).turned
+        upright_turned += check_image(quarter_turned(img, 1)).turned
     assert turned >= 9 and wrong == 0 and upright_turned == 0
