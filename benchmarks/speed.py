@@ -5,6 +5,8 @@
     # this checkout beside an earlier one (git worktree add /tmp/base <commit>), rows interleaved
     python benchmarks/speed.py --presets fast --modes out,union --studies 5mm,2.5mm,0.625mm \
         --baseline-code /tmp/base --out runs/speed_cmp
+    # `out` start-up, mask only, three interleaved rounds
+    python benchmarks/speed.py --presets fast --modes out --mask-only --repeat 3 --baseline-code /tmp/base --out runs/speed_out
 
 Each run is a fresh `sdpm segment` process (start-up, model load, ingest, preprocessing, sampling,
 writing included); peak RAM is that process's own maximum RSS. Network calls per slice come from
@@ -79,6 +81,9 @@ def main() -> None:
     ap.add_argument("--studies", default="5mm,2.5mm", help="comma-separated: " + ", ".join(STUDIES))
     ap.add_argument("--baseline-code", default=None,
                     help="a checkout of an earlier sdpm: each row is also run with it, right after this code's")
+    ap.add_argument("--repeat", type=int, default=1, help="run each row this many times (the codes interleaved each time)")
+    ap.add_argument("--mask-only", action="store_true",
+                    help="write only the mask (no --report: what `sdpm segment STUDY --out MASK` costs; no stage timings)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,31 +109,34 @@ def main() -> None:
                                  "calls_per_slice": calls, "peak_rss_mb": None, "extrapolated": True})
                     print(json.dumps(rows[-1]), flush=True)
                     continue
-                for code, path in codes:
+                for rnd, (code, path) in ((k, c) for k in range(args.repeat) for c in codes):
                     rep = out / f"report_{sname}_{preset}_{mode}_{code}.json"
                     # the other checkout runs from its own folder: `python -m` puts the working folder first on
                     # sys.path, ahead of an editable install of this one (PYTHONPATH alone is not enough)
                     code_env = {**env, **({"PYTHONPATH": path} if path else {})}
+                    extra = () if args.mask_only else ("--report", str(rep.resolve()))
                     r = run_measured(sdpm("segment", str(study.resolve()), "--mode", mode, "--preset", preset, "--device", args.device,
                                           "--out", str((out / f"mask_{sname}_{preset}_{mode}_{code}.nii.gz").resolve()),
-                                          "--report", str(rep.resolve()), "--force", "--quiet"), env=code_env, cwd=path)
+                                          *extra, "--force", "--quiet"), env=code_env, cwd=path)
                     if r.returncode:
                         raise SystemExit(f"segment failed ({r.returncode}): {r.stderr}")
-                    report = json.loads(rep.read_text())
+                    report = {} if args.mask_only else json.loads(rep.read_text())
                     run = report.get("run", {})
                     timings = run.get("timings", {})
-                    if code == "this" and preset == "fast" and mode == "union":
+                    if code == "this" and preset == "fast" and mode == "union" and timings:
                         per_call_s = float(timings["model_s"]) / (run["n_calls_per_slice"] * brain_slices(study))
-                    if code == "this" and preset == "fast" and mode == "out":
+                    if code == "this" and preset == "fast" and mode == "out" and timings:
                         # everything but the network: the fixed cost a paper-preset run pays as well
                         fixed = r.wall_s - float(timings.get("model_s", 0.0))
-                    rows.append({"study": sname, "preset": preset, "mode": mode, "code": code, "wall_s": round(r.wall_s, 2),
+                    rows.append({"study": sname, "preset": preset, "mode": mode, "code": code, "round": rnd, "wall_s": round(r.wall_s, 2),
+                                 "network_runtime": run.get("network_runtime"),
                                  "calls_per_slice": run.get("n_calls_per_slice"), "peak_rss_mb": round(r.peak_rss_mb),
                                  "model_s": timings.get("model_s"), "postprocess_s": timings.get("postprocess_s"), "slices": report.get("series", {}).get("n_slices"),
                                  "volumes_ml": {k: v.get("volume_ml") for k, v in report.get("volumes", {}).items()},
                                  "extrapolated": False})
                     print(json.dumps(rows[-1]), flush=True)
-    dump({"machine": machine_description(), "device": args.device, "threads": args.threads, "rows": rows},
+    dump({"machine": machine_description(), "device": args.device, "threads": args.threads, "mask_only": args.mask_only,
+          "rows": rows},
          out / "speed.json")
     print(f"wrote {out / 'speed.json'}")
 

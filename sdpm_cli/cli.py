@@ -11,7 +11,7 @@ from sdpm_cli.commands.app import app, guarded  # noqa: F401 - the public entry 
 from sdpm_cli.console import err, error, info, one_line, out, say, warn  # noqa: F401
 
 
-COMMANDS = ("compare", "convert", "evaluate", "info", "qc", "segment", "series", "serve", "synth", "train", "volume")
+COMMANDS = ("compare", "convert", "evaluate", "export", "info", "qc", "segment", "series", "serve", "synth", "train", "volume")
 
 
 def _register_commands() -> None:

@@ -27,7 +27,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     v = {"sdpm": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "SimpleITK", "pydicom", "pylibjpeg-rle", "dicom2nifti", "highdicom", "numpy", "scipy", "typer", "rich"):
+    for pkg in ("torch", "SimpleITK", "pydicom", "pylibjpeg-rle", "dicom2nifti", "highdicom", "onnxruntime", "numpy", "scipy", "typer", "rich"):
         try:
             v[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -9,6 +9,8 @@ import SimpleITK as sitk
 from sdpm_cli.errors import InputRejected
 
 CLASSES: dict[int, str] = {1: "infarct", 2: "hemorrhage"}
+# Where a lesion lies, as the lesion table, the SR and the synthetic truth name it (the label map stays 0/1/2)
+LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
 NUM_CLASSES = len(CLASSES)
 # Which way a lesion departs from the tissue it replaces on NCCT: an acute infarct is darker
 # (hypodense), acute blood brighter (hyperdense). Criteria that compare a lesion with reference

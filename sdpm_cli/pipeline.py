@@ -31,14 +31,33 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """A checkpoint ready to run: network on its device, schedule, preprocessing plan, header."""
+    """A checkpoint ready to run: network on its device, schedule, preprocessing plan, header.
 
-    net: "torch.nn.Module"  # noqa: F821
+    Loaded for `out` on the CPU with its ONNX companion (`model.onnx_out`), it holds the graph and no
+    torch network (`net`, `sched` None, `device` "cpu") until a run needs torch (another mode, bf16):
+    `require_torch` loads the checkpoint then, so one LoadedModel serves every mode.
+    """
+
+    net: "torch.nn.Module | None"  # noqa: F821
     sched: object
     plan: object
     header: dict
     path: Path
-    device: "torch.device"  # noqa: F821
+    device: "torch.device | str"  # noqa: F821
+    out_graph: "OutGraph | None" = None  # noqa: F821
+    device_spec: str = "auto"
+
+    def require_torch(self) -> list[str]:
+        """Load the torch network if this model was opened without it; returns device warnings."""
+        if self.net is not None:
+            return []
+        net, header, dev, warnings = _load_torch(self.path, self.device_spec)
+        self.net, self.sched, self.device = net, _schedule(header), dev
+        return warnings
+
+    def runs_out_graph(self, mode: str, precision: str) -> bool:
+        """Whether a run of this mode and precision goes through the ONNX companion (no torch)."""
+        return self.out_graph is not None and mode == "out" and precision == "fp32" and str(self.device) == "cpu"
 
     @property
     def name(self) -> str:
@@ -90,32 +109,82 @@ def resolve_device(spec: str = "auto") -> tuple["torch.device", list[str]]:  # n
     raise UsageError(f"unknown device '{spec}' (use auto, cpu, cuda or cuda:N)")
 
 
-def load_model(model: Union[str, Path, None] = None, device: str = "auto") -> tuple[LoadedModel, list[str]]:
-    """Load a checkpoint (default: the shipped model) onto a device."""
+def _model_path(model: Union[str, Path, None]) -> Path:
+    from sdpm_cli.model.registry import default_model_path
+
+    if model is not None:
+        return Path(model)
+    path = default_model_path()
+    if path is None:
+        raise ModelError("no default model is installed (give --model PATH, or reinstall sdpm)")
+    return path
+
+
+def _plan(header: dict, cond_channels: int, name: str):
+    from sdpm_cli.preprocess import PreprocessPlan
+
+    plan = PreprocessPlan.from_dict(header["preprocess"]) if header.get("preprocess") else PreprocessPlan()
+    if plan.condition_channels != cond_channels:
+        raise ModelError(f"{name}: its network takes {cond_channels} conditioning channel(s) but its "
+                         f"preprocessing plan makes {plan.condition_channels}")
+    return plan
+
+
+def _schedule(header: dict):
+    from sdpm_cli.model.diffusion import sigmoid_schedule
+
+    return sigmoid_schedule(int(header.get("schedule", {}).get("T", 500)))
+
+
+def _load_torch(path: Path, device: str):
+    """(network on its device, header, device, warnings); torch's threads follow `--threads`."""
     import torch
 
     from sdpm_cli.model.checkpoint import load_checkpoint
-    from sdpm_cli.model.diffusion import sigmoid_schedule
-    from sdpm_cli.model.registry import default_model_path
-    from sdpm_cli.preprocess import PreprocessPlan
+    from sdpm_cli.threads import bound_threads
 
+    if bound_threads():
+        torch.set_num_threads(bound_threads())
     dev, warnings = resolve_device(device)
-    if model is None:
-        path = default_model_path()
-        if path is None:
-            raise ModelError("no default model is installed (give --model PATH, or reinstall sdpm)")
-    else:
-        path = Path(model)
     net, header = load_checkpoint(path, map_location="cpu")
     net = net.to(dev).eval()
     if dev.type == "cpu":  # NHWC convolutions: 1.48x faster per call on 2 cores (benchmarks/floor.py)
         net = net.to(memory_format=torch.channels_last)
-    T = int(header.get("schedule", {}).get("T", 500))
-    plan = PreprocessPlan.from_dict(header["preprocess"]) if header.get("preprocess") else PreprocessPlan()
-    if plan.condition_channels != net.cfg.cond_channels:
-        raise ModelError(f"{path.name}: its network takes {net.cfg.cond_channels} conditioning channel(s) but its "
-                         f"preprocessing plan makes {plan.condition_channels}")
-    return LoadedModel(net=net, sched=sigmoid_schedule(T), plan=plan, header=header, path=path, device=dev), warnings
+    return net, header, dev, warnings
+
+
+def _cpu_without_asking_torch(device: str) -> bool:
+    """Whether `device` means the CPU, known without importing torch: `cpu`, or `auto` on a Linux
+    machine with no NVIDIA driver (torch finds CUDA only through it). Elsewhere torch decides."""
+    import sys
+
+    spec = (device or "auto").lower()
+    return spec == "cpu" or (spec == "auto" and sys.platform.startswith("linux")
+                             and not Path("/proc/driver/nvidia").exists())
+
+
+def load_model(model: Union[str, Path, None] = None, device: str = "auto", *,
+               out_graph: bool = False) -> tuple[LoadedModel, list[str]]:
+    """Load a checkpoint (default: the shipped model) onto a device.
+
+    `out_graph`: the caller will run `out` in fp32; on the CPU, a checkpoint with a valid ONNX
+    companion is then opened through it and torch is not imported (1.8 s of start-up on 2 cores).
+    """
+    path = _model_path(model)
+    if out_graph and _cpu_without_asking_torch(device):
+        from sdpm_cli.model.onnx_out import load_out_graph
+        from sdpm_cli.threads import cpu_threads
+
+        graph, why = load_out_graph(path, cpu_threads())
+        if graph is not None:
+            plan = _plan(graph.header, graph.cond_channels, path.name)
+            return LoadedModel(net=None, sched=None, plan=plan, header=graph.header, path=path, device="cpu",
+                               out_graph=graph, device_spec=device), []
+        log.info("out runs on torch: %s", why)
+    net, header, dev, warnings = _load_torch(path, device)
+    plan = _plan(header, net.cfg.cond_channels, path.name)
+    return LoadedModel(net=net, sched=_schedule(header), plan=plan, header=header, path=path, device=dev,
+                       device_spec=device), warnings
 
 
 @dataclass
@@ -165,6 +234,7 @@ class Segmentation:
     probs: Optional[NativeProbs] = field(default=None, repr=False)
     # the anatomy's verdict on the header's orientation (preprocess.orientation; {} = not checked)
     orientation: dict = field(default_factory=dict)
+    network_runtime: str = "torch"  # or "onnxruntime": `out` through the model's ONNX companion
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -240,7 +310,7 @@ class SegmentOptions:
 
     def check(self) -> None:
         """Usage errors before any work: an unknown mode, preset or precision."""
-        from sdpm_cli.model.samplers import PRESETS
+        from sdpm_cli.model.inference import PRESETS
 
         if self.mode not in MODES:
             raise UsageError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
@@ -278,7 +348,7 @@ def segment_study(
     `device` is used only when `model` is not already a LoadedModel.
     """
     from sdpm_cli.ingest import load_study
-    from sdpm_cli.model.samplers import make_config
+    from sdpm_cli.model.inference import make_config
     from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
     from sdpm_cli.preprocess import prepare
     from sdpm_cli.preprocess.prepare import NativeProbs
@@ -295,8 +365,10 @@ def segment_study(
     if isinstance(model, LoadedModel):
         lm = model
     else:
-        lm, w = load_model(model, device)
+        lm, w = load_model(model, device, out_graph=mode == "out" and precision == "fp32")
         warnings += w
+    if not lm.runs_out_graph(mode, precision):
+        warnings += lm.require_torch()
     timings["load_model_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -376,6 +448,7 @@ def segment_study(
         preset=preset,
         seed=seed,
         device=str(lm.device),
+        network_runtime="onnxruntime" if lm.runs_out_graph(mode, precision) else "torch",
         n_calls_per_slice=n_calls,
         lesion_filter=flt.to_dict() if flt.active else {},
         timings=timings,
@@ -429,11 +502,13 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     Noise comes per (mode, slice), so a gated-in slice gets the same answer as in an ungated run."""
     import dataclasses
 
-    import torch
-
-    from sdpm_cli.model.samplers import SliceNoise, calls_per_slice, mix_seed, predict
     from sdpm_cli.postprocess.uncertainty import band_voxels
 
+    graph = lm.out_graph if lm.runs_out_graph(cfg.mode, precision) else None
+    if graph is None:
+        import torch
+
+        from sdpm_cli.model.samplers import SliceNoise, mix_seed, predict
     Z, H, W = prepared.x.shape
     C = len(CLASSES)
     mode = cfg.mode
@@ -453,31 +528,45 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     counts = np.zeros((S, C, Z), dtype=np.int64)
     gated = mode != "out" and cfg.gate
 
+    def predict_batch(idx: np.ndarray, c, modes: tuple[str, ...]) -> tuple[dict, dict, np.ndarray]:
+        """(probability, cleaned mask) per mode of `modes` [B, C, H, W] and the per-sample masks
+        [S', B, C, H, W] of c.mode, as numpy, for the slices `idx`."""
+        if graph is not None:  # `out` through the ONNX companion: samplers.predict's `out` in numpy
+            from sdpm_cli.postprocess.cleanup import remove_isolated
+
+            brain = prepared.brain[idx][:, None].astype(bool)
+            p = graph.prob(prepared.x[idx][:, None], prepared.condition(idx), c.cpu_call_pixels) * brain
+            m = (p >= c.threshold) & brain
+            m = remove_isolated(m, c.cleanup_radius) if c.cleanup else m
+            return {"out": p}, {"out": m}, m[None]
+        x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
+        brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
+        cond = prepared.condition(idx)
+        cond = None if cond is None else torch.from_numpy(cond).to(lm.device)
+        noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
+        # pass 2 of a gated run: acc.prob still holds pass 1's `out` on these slices (each batch
+        # reads its own slices before overwriting them), so `out` is not computed again
+        known = torch.from_numpy(acc.prob[:, idx].transpose(1, 0, 2, 3)) if gated and c.mode != "out" else None
+        with network_precision(precision, lm.device):
+            pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond, out_prob=known)
+        return ({m: pred.probs[m].float().cpu().numpy() for m in modes},
+                {m: pred.masks[m].cpu().numpy() for m in modes}, pred.sample_masks.cpu().numpy())
+
     def run(slices: np.ndarray, c, modes: tuple[str, ...], as_modes: tuple[str, ...], done: int, total: int) -> None:
         """Predict `slices` with config c; write its result for each of `modes`, and `out`'s answer
         for each of `as_modes` (the modes gated out on these slices)."""
         for start in range(0, len(slices), batch_slices):
             idx = slices[start : start + batch_slices]
-            x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
-            brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
-            cond = prepared.condition(idx)
-            cond = None if cond is None else torch.from_numpy(cond).to(lm.device)
-            noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
-            # pass 2 of a gated run: acc.prob still holds pass 1's `out` on these slices (each batch
-            # reads its own slices before overwriting them), so `out` is not computed again
-            known = torch.from_numpy(acc.prob[:, idx].transpose(1, 0, 2, 3)) if gated and c.mode != "out" else None
-            with network_precision(precision, lm.device):
-                pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond, out_prob=known)
+            probs, masks, per = predict_batch(idx, c, tuple(dict.fromkeys(modes + (("out",) if as_modes else ()))))
             for m in modes + as_modes:
                 src = m if m in modes else "out"
-                p_m = pred.probs[src].float().cpu().numpy()
+                p_m = probs[src]
                 acc.band[m][:, idx] = band_voxels(p_m).sum(axis=(2, 3)).T
-                acc.masks[m][:, idx] = _one_class_per_pixel(pred.masks[src].cpu().numpy(), p_m).transpose(1, 0, 2, 3)
+                acc.masks[m][:, idx] = _one_class_per_pixel(masks[src], p_m).transpose(1, 0, 2, 3)
                 if acc.mode_probs is not None and m != mode:
                     acc.mode_probs[m][:, idx] = p_m.transpose(1, 0, 2, 3)
                 if m == mode:
                     acc.prob[:, idx] = p_m.transpose(1, 0, 2, 3)
-                    per = pred.sample_masks.cpu().numpy()  # [S', B, C, H, W]
                     per = per[np.arange(S) % per.shape[0]]  # `out` answers for all S samples
                     counts[:, :, idx] = per.reshape(*per.shape[:3], -1).sum(-1).transpose(0, 2, 1)
                     if acc.sample_masks is not None:
@@ -499,7 +588,12 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, min_px, cfg.gate_margin), dtype=int)
         run(chosen, cfg, run_modes, (), total, total + len(chosen))
         acc.stochastic_slices = [int(z) for z in chosen]
-    acc.n_calls = calls_per_slice(cfg, lm.sched.T)[mode]
+    if graph is None:
+        from sdpm_cli.model.samplers import calls_per_slice
+
+        acc.n_calls = calls_per_slice(cfg, lm.sched.T)[mode]
+    else:
+        acc.n_calls = 1  # `out`: one call per slice
     acc.sample_counts = counts.sum(axis=2)
     return acc
 def _mask_labels(labels: sitk.Image, inside: np.ndarray) -> sitk.Image:

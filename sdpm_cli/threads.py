@@ -1,6 +1,6 @@
 """CPU threads for the slice-by-slice numpy/scipy stages (brain mask, hole filling), set once.
 
-`--threads N` bounds torch's threads and these alike; without it the bound is OMP_NUM_THREADS when
+`--threads N` bounds torch's (and ONNX Runtime's) threads and these alike; without it the bound is OMP_NUM_THREADS when
 set (what a pipeline running studies side by side sets), else the cores this process may use.
 scipy.ndimage releases the interpreter lock, so independent slices run side by side in a thread
 pool with the same result as in a loop (the demo study's brain mask 1.66 -> 0.89 s on 2 cores).
@@ -22,6 +22,11 @@ def set_cpu_threads(n: int) -> None:
     """Bound the slice-parallel stages to n threads (0: back to the default)."""
     global _threads
     _threads = max(0, int(n))
+
+
+def bound_threads() -> int:
+    """The explicit bound (`--threads N`), 0 when none was set: what torch is told when it is loaded."""
+    return _threads
 
 
 def cpu_threads() -> int:

@@ -78,12 +78,13 @@ def apply_threads(n: int) -> None:
     """Bound torch's CPU threads and the slice-parallel stages (a pipeline sharing a node runs
     several studies side by side)."""
     if n > 0:
-        import torch
+        import sys
 
         from sdpm_cli.threads import set_cpu_threads
 
-        torch.set_num_threads(n)
-        set_cpu_threads(n)
+        set_cpu_threads(n)  # torch reads it when a model is loaded on it (pipeline._load_torch)
+        if "torch" in sys.modules:  # already imported: bound it now
+            sys.modules["torch"].set_num_threads(n)
 
 
 def start_run(mode: str, threads: int) -> None:

@@ -106,10 +106,10 @@ def _check_job(job, force: bool) -> None:
 
 def _with_progress(run, quiet: bool):
     """`run(progress)` with a progress bar on an interactive stderr."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     if quiet or not err.is_terminal:
         return run(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("segmenting"), BarColumn(), TextColumn("{task.completed}/{task.total} slices"),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
         task = bar.add_task("seg", total=None)
@@ -125,7 +125,8 @@ def _print_summary(seg, outputs: dict) -> None:
         say(f"{name}: {volume_text(v, digits=2, long=True)}")
     if getattr(seg, "interval_source", ""):
         info(f"intervals: calibrated on {seg.interval_source}")
-    info(f"mode {seg.mode}, preset {seg.preset}, device {seg.device}, "
+    runtime = " (onnxruntime)" if getattr(seg, "network_runtime", "torch") == "onnxruntime" else ""
+    info(f"mode {seg.mode}, preset {seg.preset}, device {seg.device}{runtime}, "
          f"{seg.timings.get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
 
 

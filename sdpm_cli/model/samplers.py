@@ -20,7 +20,6 @@ still give those slices, bit for bit, the answer of an ungated run.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -29,105 +28,10 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from sdpm_cli.errors import UsageError
 from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
-from sdpm_cli.modes import DEFAULT_MODE, MODES, UNION_PARTS
+from sdpm_cli.model.inference import PRESETS, InferenceConfig, make_config  # noqa: F401 - re-exported
+from sdpm_cli.modes import UNION_PARTS
 from sdpm_cli.postprocess.cleanup import remove_isolated
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """How to read a label out of the model; the presets below are plain instances of this."""
-
-    mode: str = DEFAULT_MODE
-    preset: str = "custom"
-    T_w: Optional[int] = None  # salient window [0, T_w) in steps; None = T // 8 (62 of 500)
-    gamma: float = 1.0  # salient weights 1 - (t / T_w) ** gamma
-    salient_samples: int = 4  # N repeats of the salient estimate
-    salient_steps: Optional[int] = 2  # timesteps per repeat (stratified by weight); None = all T_w
-    T_i: Optional[int] = None  # infer starts at DDPM step T_i (index T_i - 1); None = T // 2
-    d_i: float = 1.0  # scale of the noise injected into the label at each infer step
-    infer_samples: int = 4  # N runs of Algorithm 1
-    steps: Optional[int] = 2  # network calls per infer run (strided chain); None = every step
-    threshold: float = 0.5
-    cleanup: bool = True
-    cleanup_radius: int = 3
-    clamp: bool = True  # clamp x0_hat and y0_hat to [-1, 1] inside the chain (the paper does)
-    max_batch: int = 64  # images per sampler chunk (bounds memory)
-    # Pixels per network call on a CPU (GPUs take a whole chunk in one call). A call's activations
-    # (16 channels at the model grid's full resolution, a few alive at once) stay in the caches for a
-    # few 160 x 160 slices; calls of 64 spill them and cost 2.6x more per slice on 2 cores (56.8 ->
-    # 22.1 ms with both heads, 32.4 -> 15.3 ms with the noise head; `benchmarks/call_batch.py`), and
-    # calls of 4 gave outputs bit-identical to calls of 64 there.
-    cpu_call_pixels: int = 4 * 160 * 160
-    # Gating (pipeline): the stochastic modes run only on slices where `out`'s probability reaches
-    # gate_threshold over at least gate_min_area_mm2 of the slice, plus gate_margin slices either
-    # side; elsewhere every mode takes `out`'s answer. An area, not a pixel: the shipped model leaves
-    # scattered pixels at 0.1-0.2 on most slices. Measured on validation phantoms of both families
-    # (BENCHMARKS.md "Gating"): 0.5 / 25 mm2 and 0.2 / 25 mm2 both gave the ungated masks (Dice >= 0.9999,
-    # volumes within 0.4%); 0.5 / 100 mm2 lost a 0.56 mL bleed. 0.5 runs the fewest slices.
-    gate: bool = True
-    gate_threshold: float = 0.5
-    gate_min_area_mm2: float = 25.0
-    gate_margin: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
-        for name in ("salient_samples", "infer_samples", "max_batch", "cleanup_radius", "cpu_call_pixels"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be >= 1")
-        for name in ("salient_steps", "steps", "T_w", "T_i"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise UsageError(f"{name} must be >= 1")
-        if not 0.0 < self.threshold < 1.0:
-            raise UsageError("threshold must be between 0 and 1")
-        if not 0.0 <= self.gate_threshold <= self.threshold or self.gate_margin < 0 or self.gate_min_area_mm2 < 0:
-            raise UsageError("gate_threshold must be in [0, threshold], gate_margin and gate_min_area_mm2 >= 0")
-        if not 0.0 <= self.d_i <= 1.0:
-            raise UsageError("d_i must be between 0 and 1")
-
-    def window(self, T: int) -> int:
-        return min(self.T_w if self.T_w is not None else T // 8, T)
-
-    def start(self, T: int) -> int:
-        return min(self.T_i if self.T_i is not None else T // 2, T)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# Presets are data: change them here (or pass overrides) without touching the sampler code.
-# `paper`: the published settings (N = 100 salient repeats over every t < T/8, N = 50 runs of
-# Algorithm 1 from T/2 with every step). `fast`: chosen by measurement (README "The model").
-PRESETS: dict[str, InferenceConfig] = {
-    "paper": InferenceConfig(
-        preset="paper", T_w=None, gamma=1.0, salient_samples=100, salient_steps=None,
-        T_i=None, d_i=1.0, infer_samples=50, steps=None,
-    ),
-    # T_i = 25 (T/20, the authors' code), not T/2: on validation slices of the shipped model `infer`
-    # found no infarct from T/2 (Dice 0.00) and matched `out` from 25 (0.72; README "The model").
-    "fast": InferenceConfig(
-        preset="fast", T_w=None, gamma=1.0, salient_samples=4, salient_steps=2,
-        T_i=25, d_i=1.0, infer_samples=4, steps=2,
-    ),
-}
-
-
-def make_config(mode: str = DEFAULT_MODE, preset: str = "fast", steps: Optional[int] = None,
-                samples: Optional[int] = None, **overrides) -> InferenceConfig:
-    """A preset with a mode and optional overrides: `steps` = infer chain calls, `samples` = repeats
-    of both salient and infer."""
-    if preset not in PRESETS:
-        raise UsageError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
-    changes: dict = {"mode": mode, **overrides}
-    if steps is not None:
-        changes["steps"] = steps
-    if samples is not None:
-        changes["salient_samples"] = samples
-        changes["infer_samples"] = samples
-    return dataclasses.replace(PRESETS[preset], **changes)
 
 
 def calls_per_slice(cfg: InferenceConfig, T: int) -> dict[str, int]:

@@ -18,9 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.errors import InputRejected
-from sdpm_cli.labels import CLASSES
+from sdpm_cli.labels import CLASSES, LOCATION_CLASSES
 from sdpm_cli.outputs.atomic import atomic_path, check_writable
-from sdpm_cli.postprocess.location import LOCATION_CLASSES
 
 WINDOW_LEVEL = 40.0
 WINDOW_WIDTH = 80.0

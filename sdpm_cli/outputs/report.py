@@ -142,6 +142,8 @@ REPORT_SCHEMA: dict = {
                 "seed": {"type": "integer"},
                 "device": _STR,
                 "runtime_s": {"type": ["number", "null"], "minimum": 0},
+                # what ran the network: torch, or ONNX Runtime with the model's `out` companion
+                "network_runtime": {"enum": ["torch", "onnxruntime"]},
             },
         },
         "software": {"type": "object", "additionalProperties": _STR},
@@ -398,7 +400,8 @@ def build_report(
             "seed": int(run["seed"]),
             "device": str(run["device"]),
             "runtime_s": None if run.get("runtime_s") is None else round(float(run["runtime_s"]), 3),
-            **{k: run[k] for k in ("n_calls_per_slice", "timings", "inference", "lesion_filter", "orientation") if k in run},
+            **{k: run[k] for k in ("network_runtime", "n_calls_per_slice", "timings", "inference", "lesion_filter", "orientation")
+               if k in run},
         },
         "software": {str(k): str(v) for k, v in (software if software is not None else software_versions()).items()},
     }
@@ -478,6 +481,7 @@ def report_from_segmentation(
         "preset": seg.preset,
         "seed": seg.seed,
         "device": seg.device,
+        "network_runtime": getattr(seg, "network_runtime", "torch"),
         "runtime_s": (seg.timings or {}).get("total_s"),
         "n_calls_per_slice": int(getattr(seg, "n_calls_per_slice", 0) or 0),
         "lesion_filter": dict(getattr(seg, "lesion_filter", {}) or {}),

@@ -74,8 +74,6 @@ def write_outputs(seg, outputs: Mapping[str, Path], *, include_phi: bool = False
     """Write `seg`'s requested outputs (kind -> path; `mask` required) as one transaction."""
     import SimpleITK as sitk
 
-    from sdpm_cli.outputs.report import report_from_segmentation, report_to_csv, segmentation_lesion_rows
-
     if "mask" not in outputs:
         raise ValueError("outputs need a mask")
     check_dicom_outputs(seg, outputs)
@@ -84,6 +82,9 @@ def write_outputs(seg, outputs: Mapping[str, Path], *, include_phi: bool = False
         tmp = {k: stack.enter_context(atomic_path(outputs[k], force)) for k in order}
         rows = None  # the lesion table with each lesion's location, made once for report, CSV, SR and preview
         if {"report", "csv", "preview", "dicom_sr"} & set(tmp):
+            # imported only here: the location context (scipy.spatial) is 0.2 s of a mask-only `out` run
+            from sdpm_cli.outputs.report import report_from_segmentation, report_to_csv, segmentation_lesion_rows
+
             rows = segmentation_lesion_rows(seg)
         rep = None
         if {"report", "csv", "dicom_sr"} & set(tmp):

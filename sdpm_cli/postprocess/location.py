@@ -56,9 +56,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from sdpm_cli.errors import InputRejected
+from sdpm_cli.labels import LOCATION_CLASSES  # noqa: F401 - re-exported
 from sdpm_cli.postprocess.components import Component, label_components
 
-LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
 _EXACT_WITHIN_MM = 15.0  # table distances nearer than this are exact (KD-tree), farther ones from a coarse field
 _MAX_QUERY = 200_000  # lesion voxels measured against the table per lesion (an even subsample beyond)
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sdpm_cli.labels import LOCATION_CLASSES  # noqa: F401 - re-exported
 from sdpm_cli.synth.anatomy import Anatomy
 from sdpm_cli.synth.config import DOMAINS, DomainRanges
 from sdpm_cli.synth.fields import F32, coarse_noise, ellipsoid, rot_matrix, soft_in
 
 INFARCT, HEMORRHAGE = 1, 2
-LOCATION_CLASSES = ("intra-axial", "intraventricular", "extra-axial", "subarachnoid")
 HEMORRHAGE_KINDS = ("lobar", "deep", "intraventricular", "subdural", "epidural", "subarachnoid", "contusion")
 INFARCT_KINDS = ("territorial", "lacune")
 LOCATION_OF_KIND = {"territorial": "intra-axial", "lacune": "intra-axial", "lobar": "intra-axial", "deep": "intra-axial",

@@ -14,15 +14,15 @@ from sdpm_cli.errors import UsageError
 from sdpm_cli.model.diffusion import coef, q_sample, sigmoid_schedule, step_indices
 from sdpm_cli.model.network import NetConfig, SDPMNet
 from sdpm_cli.model.samplers import (
-    MODES,
     PRESETS,
+    SliceNoise,
     calls_per_slice,
     make_config,
     predict,
     run_chain,
-    SliceNoise,
     salient_plan,
 )
+from sdpm_cli.modes import MODES
 
 S40 = sigmoid_schedule(40)  # short schedule: the paper preset runs in a second on a tiny net
 TINY = NetConfig(widths=(8, 16), decoder_widths=(8, 8), time_dim=16, groups=4)

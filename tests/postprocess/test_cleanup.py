@@ -44,3 +44,12 @@ def test_counts_and_idempotence_and_input_checks():
     assert np.all(once <= u8)
     with pytest.raises(ValueError):
         remove_isolated(u8, radius=0)
+
+
+def test_numpy_counts_equal_the_convolution():
+    """numpy masks are counted with scipy (no torch on `out`'s ONNX path): the same counts and masks."""
+    rng = np.random.default_rng(3)
+    for shape, r in (((4, 2, 40, 37), 3), ((3, 17, 29), 1), ((6, 6), 5)):
+        m = rng.random(shape) > 0.92
+        assert np.array_equal(neighbour_counts(m, r), neighbour_counts(torch.from_numpy(m), r).numpy())
+        assert np.array_equal(remove_isolated(m, r), remove_isolated(torch.from_numpy(m), r).numpy())
