@@ -95,9 +95,8 @@ class Engine:
         if isinstance(model, LoadedModel):
             self.model, self.warnings = model, []
         else:
-            # `out` in fp32 opens the model through its ONNX companion where it has one (no torch)
-            self.model, self.warnings = load_model(model, device, out_graph=options.mode == "out"
-                                                   and options.precision == "fp32")
+            # fp32 opens the model through its ONNX companion where it has one (torch only when needed)
+            self.model, self.warnings = load_model(model, device, out_graph=options.precision == "fp32")
 
     def segment(self, study, progress: Optional[Callable[[int, int], None]] = None, **changes) -> Segmentation:
         """Segment one study (a path or a loaded Study); `changes` replace SegmentOptions fields."""

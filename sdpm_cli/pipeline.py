@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """A checkpoint ready to run: network on its device, schedule, preprocessing plan, header.
 
-    Loaded for `out` on the CPU with its ONNX companion (`model.onnx_out`), it holds the graph and no
-    torch network (`net`, `sched` None, `device` "cpu") until a run needs torch (another mode, bf16):
-    `require_torch` loads the checkpoint then, so one LoadedModel serves every mode.
+    Opened on the CPU with its ONNX companion (`model.onnx_out`), it holds the graph and no torch
+    network (`net`, `sched` None, `device` "cpu") until a run needs torch (a stochastic mode on a
+    gated-in slice, bf16): `require_torch` loads the checkpoint then, so one LoadedModel serves every
+    mode, and a run that only ever needs `out`'s call never imports torch.
     """
 
     net: "torch.nn.Module | None"  # noqa: F821
@@ -55,9 +56,14 @@ class LoadedModel:
         self.net, self.sched, self.device = net, _schedule(header), dev
         return warnings
 
-    def runs_out_graph(self, mode: str, precision: str) -> bool:
-        """Whether a run of this mode and precision goes through the ONNX companion (no torch)."""
-        return self.out_graph is not None and mode == "out" and precision == "fp32" and str(self.device) == "cpu"
+    def out_graph_usable(self, precision: str) -> bool:
+        """Whether `out`'s network call at this precision goes through the ONNX companion (no torch)."""
+        return self.out_graph is not None and precision == "fp32" and str(self.device) == "cpu"
+
+    @property
+    def T(self) -> int:
+        """Diffusion steps of the model's schedule (from the header: known without torch)."""
+        return int(self.header.get("schedule", {}).get("T", 500))
 
     @property
     def name(self) -> str:
@@ -167,8 +173,9 @@ def load_model(model: Union[str, Path, None] = None, device: str = "auto", *,
                out_graph: bool = False) -> tuple[LoadedModel, list[str]]:
     """Load a checkpoint (default: the shipped model) onto a device.
 
-    `out_graph`: the caller will run `out` in fp32; on the CPU, a checkpoint with a valid ONNX
-    companion is then opened through it and torch is not imported (1.8 s of start-up on 2 cores).
+    `out_graph`: the caller runs in fp32; on the CPU, a checkpoint with a valid ONNX companion is then
+    opened through it, and torch is imported only when a run needs more than `out`'s call (1.8 s of
+    start-up on 2 cores).
     """
     path = _model_path(model)
     if out_graph and _cpu_without_asking_torch(device):
@@ -365,10 +372,8 @@ def segment_study(
     if isinstance(model, LoadedModel):
         lm = model
     else:
-        lm, w = load_model(model, device, out_graph=mode == "out" and precision == "fp32")
+        lm, w = load_model(model, device, out_graph=precision == "fp32")
         warnings += w
-    if not lm.runs_out_graph(mode, precision):
-        warnings += lm.require_torch()
     timings["load_model_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -448,7 +453,7 @@ def segment_study(
         preset=preset,
         seed=seed,
         device=str(lm.device),
-        network_runtime="onnxruntime" if lm.runs_out_graph(mode, precision) else "torch",
+        network_runtime=acc.network_runtime,
         n_calls_per_slice=n_calls,
         lesion_filter=flt.to_dict() if flt.active else {},
         timings=timings,
@@ -481,6 +486,7 @@ class _ModelAccumulator:
     n_calls: int
     stochastic_slices: list[int]
     mode_probs: Optional[dict[str, np.ndarray]] = None  # mode -> float32 [C, Z, H, W] when the filter judges peaks
+    network_runtime: str = ""  # what ran the calls: "onnxruntime", "torch" or "onnxruntime+torch"
 
 
 def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels: int, margin: int) -> list[int]:
@@ -504,11 +510,12 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
 
     from sdpm_cli.postprocess.uncertainty import band_voxels
 
-    graph = lm.out_graph if lm.runs_out_graph(cfg.mode, precision) else None
-    if graph is None:
-        import torch
+    from sdpm_cli.model.inference import calls_per_slice
 
-        from sdpm_cli.model.samplers import SliceNoise, mix_seed, predict
+    # `out`'s call (all of `out`, and the first pass of a gated stochastic run) through the ONNX
+    # companion where it can; torch is loaded only for what needs it (a gated-in slice, no gating, bf16)
+    graph = lm.out_graph if lm.out_graph_usable(precision) else None
+    used: list[str] = []
     Z, H, W = prepared.x.shape
     C = len(CLASSES)
     mode = cfg.mode
@@ -531,14 +538,21 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     def predict_batch(idx: np.ndarray, c, modes: tuple[str, ...]) -> tuple[dict, dict, np.ndarray]:
         """(probability, cleaned mask) per mode of `modes` [B, C, H, W] and the per-sample masks
         [S', B, C, H, W] of c.mode, as numpy, for the slices `idx`."""
-        if graph is not None:  # `out` through the ONNX companion: samplers.predict's `out` in numpy
+        if graph is not None and c.mode == "out":  # through the ONNX companion: samplers.predict's `out` in numpy
             from sdpm_cli.postprocess.cleanup import remove_isolated
 
+            used.append("onnxruntime")
             brain = prepared.brain[idx][:, None].astype(bool)
             p = graph.prob(prepared.x[idx][:, None], prepared.condition(idx), c.cpu_call_pixels) * brain
             m = (p >= c.threshold) & brain
             m = remove_isolated(m, c.cleanup_radius) if c.cleanup else m
             return {"out": p}, {"out": m}, m[None]
+        import torch
+
+        from sdpm_cli.model.samplers import SliceNoise, mix_seed, predict
+
+        lm.require_torch()  # cpu or a device torch already resolved: no new warnings
+        used.append("torch")
         x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
         brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
         cond = prepared.condition(idx)
@@ -588,12 +602,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, min_px, cfg.gate_margin), dtype=int)
         run(chosen, cfg, run_modes, (), total, total + len(chosen))
         acc.stochastic_slices = [int(z) for z in chosen]
-    if graph is None:
-        from sdpm_cli.model.samplers import calls_per_slice
-
-        acc.n_calls = calls_per_slice(cfg, lm.sched.T)[mode]
-    else:
-        acc.n_calls = 1  # `out`: one call per slice
+    acc.n_calls = calls_per_slice(cfg, lm.T)[mode]
+    acc.network_runtime = "+".join(r for r in ("onnxruntime", "torch") if r in used)
     acc.sample_counts = counts.sum(axis=2)
     return acc
 def _mask_labels(labels: sitk.Image, inside: np.ndarray) -> sitk.Image:

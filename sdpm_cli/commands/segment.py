@@ -125,7 +125,8 @@ def _print_summary(seg, outputs: dict) -> None:
         say(f"{name}: {volume_text(v, digits=2, long=True)}")
     if getattr(seg, "interval_source", ""):
         info(f"intervals: calibrated on {seg.interval_source}")
-    runtime = " (onnxruntime)" if getattr(seg, "network_runtime", "torch") == "onnxruntime" else ""
+    runtime = getattr(seg, "network_runtime", "torch")
+    runtime = f" ({runtime})" if runtime not in ("torch", "") else ""
     info(f"mode {seg.mode}, preset {seg.preset}, device {seg.device}{runtime}, "
          f"{seg.timings.get('total_s', 0):.1f} s; wrote {', '.join(str(p) for p in outputs.values())}")
 

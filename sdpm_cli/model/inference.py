@@ -107,3 +107,24 @@ def make_config(mode: str = DEFAULT_MODE, preset: str = "fast", steps: Optional[
         changes["salient_samples"] = samples
         changes["infer_samples"] = samples
     return dataclasses.replace(PRESETS[preset], **changes)
+
+
+def chain_length(t_start: int, steps: Optional[int]) -> int:
+    """Network calls of a chain from index t_start to 0 in `steps` calls (None = every step): the
+    length of `diffusion.step_indices(t_start, steps)`, without torch. With steps <= t_start the
+    indices are `steps` rounded points of a grid spaced more than 1 apart, so all distinct."""
+    if t_start < 0:
+        raise ValueError("t_start must be >= 0")
+    if steps is not None and steps < 1:
+        raise ValueError("a chain needs at least one step")
+    return t_start + 1 if steps is None else min(steps, t_start + 1)
+
+
+def calls_per_slice(cfg: InferenceConfig, T: int) -> dict[str, int]:
+    """Network calls (encoder passes) per slice for each mode under this configuration."""
+    tw = cfg.window(T)
+    k_sal = tw if cfg.salient_steps is None or cfg.salient_steps >= tw else cfg.salient_steps
+    n_inf = chain_length(cfg.start(T) - 1, cfg.steps)
+    c = {"out": 1, "salient": cfg.salient_samples * k_sal, "infer": cfg.infer_samples * n_inf}
+    c["union"] = c["out"] + c["salient"] + c["infer"]
+    return c

@@ -29,19 +29,9 @@ import torch
 from torch import Tensor
 
 from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
-from sdpm_cli.model.inference import PRESETS, InferenceConfig, make_config  # noqa: F401 - re-exported
+from sdpm_cli.model.inference import PRESETS, InferenceConfig, calls_per_slice, make_config  # noqa: F401 - re-exported
 from sdpm_cli.modes import UNION_PARTS
 from sdpm_cli.postprocess.cleanup import remove_isolated
-
-
-def calls_per_slice(cfg: InferenceConfig, T: int) -> dict[str, int]:
-    """Network calls (encoder passes) per slice for each mode under this configuration."""
-    tw = cfg.window(T)
-    k_sal = tw if cfg.salient_steps is None or cfg.salient_steps >= tw else cfg.salient_steps
-    n_inf = len(step_indices(cfg.start(T) - 1, cfg.steps))
-    c = {"out": 1, "salient": cfg.salient_samples * k_sal, "infer": cfg.infer_samples * n_inf}
-    c["union"] = c["out"] + c["salient"] + c["infer"]
-    return c
 
 
 @dataclass

@@ -142,8 +142,8 @@ REPORT_SCHEMA: dict = {
                 "seed": {"type": "integer"},
                 "device": _STR,
                 "runtime_s": {"type": ["number", "null"], "minimum": 0},
-                # what ran the network: torch, or ONNX Runtime with the model's `out` companion
-                "network_runtime": {"enum": ["torch", "onnxruntime"]},
+                # what ran the network: torch, ONNX Runtime with the model's `out` companion, or both (a gated run)
+                "network_runtime": {"enum": ["torch", "onnxruntime", "onnxruntime+torch", ""]},
             },
         },
         "software": {"type": "object", "additionalProperties": _STR},

@@ -97,9 +97,14 @@ def test_segment_through_graph_matches_torch_and_loads_torch_only_when_needed(ti
     la, lb = sitk.GetArrayFromImage(a.labels), sitk.GetArrayFromImage(b.labels)
     # labels may differ only where a probability lies within float rounding of the threshold
     assert int((la != lb).sum()) <= max(5, int(1e-4 * la.size))
-    # another mode on the same LoadedModel loads the torch network then
-    u = segment_study(studies["study0"], model=lm, mode="salient")
-    assert lm.net is not None and u.mode == "salient"
+    assert a.network_runtime == "onnxruntime" and b.network_runtime == "torch"
+    # a stochastic mode on the same LoadedModel loads the torch network when a slice needs it
+    u = segment_study(studies["study0"], model=lm, mode="salient", gating=False)
+    assert lm.net is not None and u.network_runtime == "torch"
+    g = segment_study(studies["study0"], model=lm, mode="union")  # gated: `out`'s pass on the graph
+    assert g.network_runtime == ("onnxruntime+torch" if g.stochastic_slices else "onnxruntime")
+    # the union's `out` part is the `out` run's, voxel for voxel (both through the graph)
+    assert np.array_equal(sitk.GetArrayFromImage(g.labels_by_mode["out"]), la)
 
 
 @pytest.mark.skipif(not DEMO.is_dir(), reason="examples/demo_study not in this checkout")
