@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
+from sdpm_cli.evaluate.metrics import dice  # the one Dice
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "real_ich_slices"
 N_REPEAT = 20
@@ -49,12 +51,6 @@ class _ColumnStudy:
 
         self.series = _S()
         self.series.uid = uid
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2.0 * (a & b).sum() / s)
 
 
 def cases(folder: Path = FIXTURES) -> list[tuple[str, Path, Path]]:

@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.errors import InputRejected
+from sdpm_cli.evaluate.metrics import dice  # the one Dice of the package
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,6 @@ class Registration:
         }
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean arrays (1.0 when both are empty)."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * float(np.logical_and(a, b).sum()) / s
 
 
 def resample_to(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform, *, labels: bool,
