@@ -78,6 +78,8 @@ def load_out_graph(checkpoint: str | Path, threads: int = 0) -> tuple[Optional[O
     installed; else (None, why not) - the caller runs `out` on torch."""
     checkpoint = Path(checkpoint)
     path = companion_path(checkpoint)
+    if not checkpoint.is_file():  # the torch loader gives the user the reason
+        return None, f"{checkpoint.name} is not a file"
     if not path.is_file():
         return None, f"no {path.name} beside the checkpoint"
     try:
