@@ -63,7 +63,7 @@ class LoadedModel:
     @property
     def T(self) -> int:
         """Diffusion steps of the model's schedule (from the header: known without torch)."""
-        return int(self.header.get("schedule", {}).get("T", 500))
+        return _schedule_steps(self.header)
 
     @property
     def name(self) -> str:
@@ -136,10 +136,14 @@ def _plan(header: dict, cond_channels: int, name: str):
     return plan
 
 
+def _schedule_steps(header: dict) -> int:
+    return int(header.get("schedule", {}).get("T", 500))
+
+
 def _schedule(header: dict):
     from sdpm_cli.model.diffusion import sigmoid_schedule
 
-    return sigmoid_schedule(int(header.get("schedule", {}).get("T", 500)))
+    return sigmoid_schedule(_schedule_steps(header))
 
 
 def _load_torch(path: Path, device: str):
@@ -539,13 +543,12 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         """(probability, cleaned mask) per mode of `modes` [B, C, H, W] and the per-sample masks
         [S', B, C, H, W] of c.mode, as numpy, for the slices `idx`."""
         if graph is not None and c.mode == "out":  # through the ONNX companion: samplers.predict's `out` in numpy
-            from sdpm_cli.postprocess.cleanup import remove_isolated
+            from sdpm_cli.postprocess.cleanup import lesion_masks
 
             used.append("onnxruntime")
             brain = prepared.brain[idx][:, None].astype(bool)
             p = graph.prob(prepared.x[idx][:, None], prepared.condition(idx), c.cpu_call_pixels) * brain
-            m = (p >= c.threshold) & brain
-            m = remove_isolated(m, c.cleanup_radius) if c.cleanup else m
+            m = lesion_masks(p, brain, c.threshold, c.cleanup_radius if c.cleanup else None)
             return {"out": p}, {"out": m}, m[None]
         import torch
 

@@ -13,7 +13,6 @@ come only from slices gated out (and float rounding of batch-size-dependent conv
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 from sdpm_cli.evaluate.metrics import dice  # noqa: E402 - the one Dice
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
+from common import dump  # noqa: E402
 
 
 def main() -> None:
@@ -85,8 +86,7 @@ def main() -> None:
                       f"{t_full:.1f} s -> {t_g:.1f} s, "
                       + ", ".join(f"{c} {row[f'{c}_full_ml']:.2f}->{row[f'{c}_gated_ml']:.2f} mL" for c in CLASSES.values()),
                       flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+    dump(rows, args.out)
     # summary per set
     print("\n| set | gate (p, mm2) | studies | min Dice (all lesion voxels) | worst volume diff % | stochastic slices | time full -> gated |")
     print("|---|---|---|---|---|---|---|")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
+from common import dump  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -89,8 +91,7 @@ def main(argv=None) -> int:
     for name, r in res.items():
         print(name, json.dumps({k: v for k, v in r.items()}))
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+        dump(res, Path(a.out))
     return 0
 
 

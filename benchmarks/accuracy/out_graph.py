@@ -16,7 +16,6 @@ whose probability lies within ~1e-3 of the 0.5 threshold may flip; nothing else 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 from sdpm_cli.evaluate.metrics import dice  # noqa: E402 - the one Dice
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
+from common import dump  # noqa: E402
 
 
 def main() -> None:
@@ -81,8 +82,7 @@ def main() -> None:
               f"max |dp| {row['max_abs_dprob']:.1e}, model {row['model_s_torch']:.2f} -> {row['model_s_onnx']:.2f} s, "
               + ", ".join(f"{c} {row[f'{c}_torch_ml']:.3f}->{row[f'{c}_onnx_ml']:.3f} mL (interval +-{row[f'{c}_ci_max_diff_ml']:.3f})"
                           for c in CLASSES.values()), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+    dump(rows, args.out)
     print("\n| set | studies | min Dice (all lesion voxels) | studies with any voxel changed | worst volume diff % | "
           "worst interval bound change mL | max abs prob diff | network s torch -> onnx |")
     print("|---|---|---|---|---|---|---|---|")

@@ -14,7 +14,6 @@ reference. These cases choose models and filters; they are never trained on.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from sdpm_cli.evaluate.metrics import dice  # the one Dice
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
+from common import dump  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "real_ich_slices"
@@ -157,8 +158,7 @@ def main(argv=None) -> int:
     print("mean Dice:", {k: round(v, 3) for k, v in res["mean_dice"].items()})
     print("pooled Dice:", {k: round(v, 3) for k, v in res["pooled_dice"].items()})
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+        dump(res, Path(a.out))
     return 0
 
 

@@ -14,7 +14,6 @@ lesion by lesion, with the time of each mask.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
+from common import dump  # noqa: E402
 
 
 def main() -> int:
@@ -71,8 +72,7 @@ def main() -> int:
     for r in rows:
         if r["per_slice"] != r["slabs"]:
             print("differs:", r)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2) + "\n")
+    dump(out, a.out)
     return 0
 
 

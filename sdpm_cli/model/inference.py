@@ -109,6 +109,11 @@ def make_config(mode: str = DEFAULT_MODE, preset: str = "fast", steps: Optional[
     return dataclasses.replace(PRESETS[preset], **changes)
 
 
+def cpu_call_rows(h: int, w: int, cpu_pixels: int) -> int:
+    """Images of h x w per network call on a CPU (`InferenceConfig.cpu_call_pixels`), at least one."""
+    return max(1, cpu_pixels // (h * w))
+
+
 def chain_length(t_start: int, steps: Optional[int]) -> int:
     """Network calls of a chain from index t_start to 0 in `steps` calls (None = every step): the
     length of `diffusion.step_indices(t_start, steps)`, without torch. With steps <= t_start the

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from sdpm_cli.errors import ModelError, UsageError
+from sdpm_cli.model.inference import cpu_call_rows
 
 COMPANION_SUFFIX = ".out.onnx"
 GRAPH_FORMAT = "sdpm-out-graph/1"
@@ -45,11 +46,6 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def call_rows(h: int, w: int, cpu_pixels: int) -> int:
-    """Images per call on the CPU: the rule of `samplers.call_rows`, for numpy shapes."""
-    return max(1, cpu_pixels // (h * w))
-
-
 @dataclass(frozen=True)
 class OutGraph:
     """An opened companion: `prob(x)` is `samplers.predict_out(net, sched, x)[0]` as numpy."""
@@ -63,7 +59,7 @@ class OutGraph:
         """Class probabilities [B, C, H, W] (float32) of clean slices x [B, 1, H, W] in [-1, 1]."""
         if (cond is None) != (self.cond_channels == 0):
             raise ValueError(f"this graph takes {self.cond_channels} conditioning channel(s)")
-        rows = call_rows(x.shape[-2], x.shape[-1], cpu_pixels)
+        rows = cpu_call_rows(x.shape[-2], x.shape[-1], cpu_pixels)
         parts = []
         for i in range(0, x.shape[0], rows):
             feed = {"x": np.ascontiguousarray(x[i:i + rows], dtype=np.float32)}

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_sample, step_indices, synchronous_step
-from sdpm_cli.model.inference import PRESETS, InferenceConfig, calls_per_slice, make_config  # noqa: F401 - re-exported
+from sdpm_cli.model.inference import PRESETS, InferenceConfig, calls_per_slice, cpu_call_rows, make_config  # noqa: F401 - re-exported
 from sdpm_cli.modes import UNION_PARTS
-from sdpm_cli.postprocess.cleanup import remove_isolated
+from sdpm_cli.postprocess.cleanup import lesion_masks, remove_isolated
 
 
 @dataclass
@@ -117,7 +117,7 @@ def call_rows(x: Tensor, cpu_pixels: int = CPU_CALL_PIXELS) -> int:
     """Images per network call for a batch like x [B, C, H, W] (all of them off the CPU)."""
     if x.device.type != "cpu":
         return max(1, x.shape[0])
-    return max(1, cpu_pixels // (x.shape[-2] * x.shape[-1]))
+    return cpu_call_rows(x.shape[-2], x.shape[-1], cpu_pixels)
 
 
 def _call(net, x: Tensor, t: Tensor | int, need_label: bool, cond: Tensor | None = None,
@@ -280,10 +280,8 @@ def _summarise(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> tuple[T
 
 def _sample_masks(p: Tensor, brain: Tensor | None, cfg: InferenceConfig) -> Tensor:
     """Per-sample masks [S,B,C,H,W] with the same threshold, brain and cleanup as the final mask."""
-    m = p >= cfg.threshold
-    if brain is not None:
-        m = m & brain[None]
-    return remove_isolated(m, cfg.cleanup_radius) if cfg.cleanup else m
+    return lesion_masks(p, None if brain is None else brain[None], cfg.threshold,
+                        cfg.cleanup_radius if cfg.cleanup else None)
 
 
 @torch.no_grad()

@@ -48,3 +48,13 @@ def remove_isolated(mask, radius: int = 3):
     lesion = mask.bool()
     keep = lesion & (neighbour_counts(lesion, radius) >= 2)
     return keep if mask.dtype == torch.bool else keep.to(mask.dtype)
+
+
+def lesion_masks(prob, brain=None, threshold: float = 0.5, cleanup_radius: int | None = 3):
+    """The masks of probabilities `prob` (torch or numpy): prob >= threshold, inside `brain` (any
+    shape that broadcasts), then isolated pixels dropped (`cleanup_radius` None: kept). The one rule
+    for every mode's final and per-sample masks, on torch (samplers) and numpy (ONNX `out`) alike."""
+    m = prob >= threshold
+    if brain is not None:
+        m = m & brain
+    return remove_isolated(m, cleanup_radius) if cleanup_radius is not None else m
