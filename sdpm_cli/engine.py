@@ -96,7 +96,7 @@ class Engine:
             self.model, self.warnings = model, []
         else:
             # fp32 opens the model through its ONNX companion where it has one (torch only when needed)
-            self.model, self.warnings = load_model(model, device, out_graph=options.precision == "fp32")
+            self.model, self.warnings = load_model(model, device, graphs=options.precision == "fp32")
 
     def segment(self, study, progress: Optional[Callable[[int, int], None]] = None, **changes) -> Segmentation:
         """Segment one study (a path or a loaded Study); `changes` replace SegmentOptions fields."""

@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """A checkpoint ready to run: network on its device, schedule, preprocessing plan, header.
 
-    Opened on the CPU with its ONNX companion (`model.onnx_out`), it holds the graph and no torch
-    network (`net`, `sched` None, `device` "cpu") until a run needs torch (a stochastic mode on a
-    gated-in slice, bf16): `require_torch` loads the checkpoint then, so one LoadedModel serves every
-    mode, and a run that only ever needs `out`'s call never imports torch.
+    Opened on the CPU with its ONNX companion (`model.onnx_net`), it holds the graphs and no torch
+    network (`net` None, `device` "cpu") until a run needs torch (bf16): `require_torch` loads the
+    checkpoint then, so one LoadedModel serves every precision, and an fp32 run on the CPU - any
+    mode - never imports torch. The schedule is numpy maths from the header either way.
     """
 
     net: "torch.nn.Module | None"  # noqa: F821
@@ -45,7 +45,7 @@ class LoadedModel:
     header: dict
     path: Path
     device: "torch.device | str"  # noqa: F821
-    out_graph: "OutGraph | None" = None  # noqa: F821
+    graphs: "Graphs | None" = None  # noqa: F821
     device_spec: str = "auto"
 
     def require_torch(self) -> list[str]:
@@ -53,12 +53,18 @@ class LoadedModel:
         if self.net is not None:
             return []
         net, header, dev, warnings = _load_torch(self.path, self.device_spec)
-        self.net, self.sched, self.device = net, _schedule(header), dev
+        self.net, self.device = net, dev
         return warnings
 
-    def out_graph_usable(self, precision: str) -> bool:
-        """Whether `out`'s network call at this precision goes through the ONNX companion (no torch)."""
-        return self.out_graph is not None and precision == "fp32" and str(self.device) == "cpu"
+    def network(self, precision: str):
+        """The `samplers.Network` for a run at this precision: the ONNX companion for fp32 on the
+        CPU where there is one (no torch), else the torch module (loaded now if it was not)."""
+        if self.graphs is not None and precision == "fp32" and str(self.device) == "cpu":
+            return self.graphs.network
+        from sdpm_cli.model.runtime import TorchNetwork
+
+        self.require_torch()  # cpu or a device torch already resolved: no new warnings
+        return TorchNetwork(self.net, self.device, precision)
 
     @property
     def T(self) -> int:
@@ -174,24 +180,24 @@ def _cpu_without_asking_torch(device: str) -> bool:
 
 
 def load_model(model: Union[str, Path, None] = None, device: str = "auto", *,
-               out_graph: bool = False) -> tuple[LoadedModel, list[str]]:
+               graphs: bool = False) -> tuple[LoadedModel, list[str]]:
     """Load a checkpoint (default: the shipped model) onto a device.
 
-    `out_graph`: the caller runs in fp32; on the CPU, a checkpoint with a valid ONNX companion is then
-    opened through it, and torch is imported only when a run needs more than `out`'s call (1.8 s of
-    start-up on 2 cores).
+    `graphs`: the caller runs in fp32; on the CPU, a checkpoint with a valid ONNX companion is then
+    opened through it, and torch is imported only if a run asks for bf16 (1.8 s of start-up on 2
+    cores).
     """
     path = _model_path(model)
-    if out_graph and _cpu_without_asking_torch(device):
-        from sdpm_cli.model.onnx_out import load_out_graph
+    if graphs and _cpu_without_asking_torch(device):
+        from sdpm_cli.model.onnx_net import load_graphs
         from sdpm_cli.threads import cpu_threads
 
-        graph, why = load_out_graph(path, cpu_threads())
-        if graph is not None:
-            plan = _plan(graph.header, graph.cond_channels, path.name)
-            return LoadedModel(net=None, sched=None, plan=plan, header=graph.header, path=path, device="cpu",
-                               out_graph=graph, device_spec=device), []
-        log.info("out runs on torch: %s", why)
+        opened, why = load_graphs(path, cpu_threads())
+        if opened is not None:
+            plan = _plan(opened.header, opened.cond_channels, path.name)
+            return LoadedModel(net=None, sched=_schedule(opened.header), plan=plan, header=opened.header, path=path,
+                               device="cpu", graphs=opened, device_spec=device), []
+        log.info("the network runs on torch: %s", why)
     net, header, dev, warnings = _load_torch(path, device)
     plan = _plan(header, net.cfg.cond_channels, path.name)
     return LoadedModel(net=net, sched=_schedule(header), plan=plan, header=header, path=path, device=dev,
@@ -256,19 +262,6 @@ class Segmentation:
 
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def network_precision(precision: str, device):
-    """Context for the network calls: fp32 as trained, or bf16 autocast (AMX on recent Intel CPUs,
-    tensor cores on GPUs; about 2x faster on this project's CPU). Masks change by a few boundary
-    voxels (measured in BENCHMARKS.md "bf16")."""
-    import contextlib
-
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=getattr(device, "type", str(device)), dtype=torch.bfloat16)
 
 
 def _study_key(study) -> str:
@@ -376,7 +369,7 @@ def segment_study(
     if isinstance(model, LoadedModel):
         lm = model
     else:
-        lm, w = load_model(model, device, out_graph=precision == "fp32")
+        lm, w = load_model(model, device, graphs=precision == "fp32")
         warnings += w
     timings["load_model_s"] = time.perf_counter() - t0
 
@@ -516,9 +509,6 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
 
     from sdpm_cli.model.inference import calls_per_slice
 
-    # `out`'s call (all of `out`, and the first pass of a gated stochastic run) through the ONNX
-    # companion where it can; torch is loaded only for what needs it (a gated-in slice, no gating, bf16)
-    graph = lm.out_graph if lm.out_graph_usable(precision) else None
     used: list[str] = []
     Z, H, W = prepared.x.shape
     C = len(CLASSES)
@@ -542,32 +532,18 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     def predict_batch(idx: np.ndarray, c, modes: tuple[str, ...]) -> tuple[dict, dict, np.ndarray]:
         """(probability, cleaned mask) per mode of `modes` [B, C, H, W] and the per-sample masks
         [S', B, C, H, W] of c.mode, as numpy, for the slices `idx`."""
-        if graph is not None and c.mode == "out":  # through the ONNX companion: samplers.predict's `out` in numpy
-            from sdpm_cli.postprocess.cleanup import lesion_masks
+        from sdpm_cli.model.noise import SliceNoise, mix_seed
+        from sdpm_cli.model.samplers import predict
 
-            used.append("onnxruntime")
-            brain = prepared.brain[idx][:, None].astype(bool)
-            p = graph.prob(prepared.x[idx][:, None], prepared.condition(idx), c.cpu_call_pixels) * brain
-            m = lesion_masks(p, brain, c.threshold, c.cleanup_radius if c.cleanup else None)
-            return {"out": p}, {"out": m}, m[None]
-        import torch
-
-        from sdpm_cli.model.samplers import SliceNoise, mix_seed, predict
-
-        lm.require_torch()  # cpu or a device torch already resolved: no new warnings
-        used.append("torch")
-        x = torch.from_numpy(prepared.x[idx][:, None].astype(np.float32)).to(lm.device)
-        brain = torch.from_numpy(prepared.brain[idx][:, None].astype(bool)).to(lm.device)
-        cond = prepared.condition(idx)
-        cond = None if cond is None else torch.from_numpy(cond).to(lm.device)
+        net = lm.network(precision)
+        used.append(net.name)
         noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
         # pass 2 of a gated run: acc.prob still holds pass 1's `out` on these slices (each batch
         # reads its own slices before overwriting them), so `out` is not computed again
-        known = torch.from_numpy(acc.prob[:, idx].transpose(1, 0, 2, 3)) if gated and c.mode != "out" else None
-        with network_precision(precision, lm.device):
-            pred = predict(lm.net, lm.sched, x, c, noise, brain=brain, cond=cond, out_prob=known)
-        return ({m: pred.probs[m].float().cpu().numpy() for m in modes},
-                {m: pred.masks[m].cpu().numpy() for m in modes}, pred.sample_masks.cpu().numpy())
+        known = acc.prob[:, idx].transpose(1, 0, 2, 3) if gated and c.mode != "out" else None
+        pred = predict(net, lm.sched, prepared.x[idx][:, None], c, noise, brain=prepared.brain[idx][:, None],
+                       cond=prepared.condition(idx), out_prob=known)
+        return ({m: pred.probs[m] for m in modes}, {m: pred.masks[m] for m in modes}, pred.sample_masks)
 
     def run(slices: np.ndarray, c, modes: tuple[str, ...], as_modes: tuple[str, ...], done: int, total: int) -> None:
         """Predict `slices` with config c; write its result for each of `modes`, and `out`'s answer

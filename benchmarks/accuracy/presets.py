@@ -62,18 +62,17 @@ def main() -> None:
         lab = label_to_model(truth, prep)
         order = np.argsort([-np.count_nonzero(lab[z]) for z in range(lab.shape[0])])[: args.slices]
         xs.append(prep.x[order]), ys.append(lab[order]), bs.append(prep.brain[order])
-    x = torch.from_numpy(np.concatenate(xs)[:, None].astype(np.float32))
+    x = np.concatenate(xs)[:, None].astype(np.float32)
     y = np.concatenate(ys)
-    b = torch.from_numpy(np.concatenate(bs)[:, None].astype(bool))
+    b = np.concatenate(bs)[:, None].astype(bool)
     results = {}
     names = candidates() if not args.only else {k: v for k, v in candidates().items() if k in args.only.split(",")}
     for name, kw in names.items():
         kw = dict(kw)
         cfg = make_config(mode=kw.pop("mode"), preset=kw.pop("preset", "fast"), samples=kw.pop("samples", None), **kw)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            pred = predict(lm.net, lm.sched, x, cfg, torch.Generator().manual_seed(0), brain=b)
-        mask = pred.masks[cfg.mode].numpy()
+        pred = predict(lm.network("fp32"), lm.sched, x, cfg, 0, brain=b)
+        mask = pred.masks[cfg.mode]
         row = {"calls_per_slice": pred.n_calls, "s": round(time.perf_counter() - t0, 1)}
         for c, cls in ((0, "infarct"), (1, "hemorrhage")):
             p, t = mask[:, c], y == c + 1

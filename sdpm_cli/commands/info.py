@@ -12,18 +12,18 @@ from sdpm_cli.environment import TRANSFER_SYNTAXES, devices, versions
 @app.command("info", help="Versions, devices, supported DICOM transfer syntaxes and the default model.")
 @guarded
 def info_cmd(json_out: bool = typer.Option(False, "--json", help="Print the same as JSON.")) -> None:
-    from sdpm_cli.model.onnx_out import load_out_graph
+    from sdpm_cli.model.onnx_net import load_graphs
     from sdpm_cli.model.registry import default_model_path
 
     model = default_model_path()
-    graph, why = load_out_graph(model) if model else (None, "no model")
+    graphs, why = load_graphs(model) if model else (None, "no model")
     data = {
         "versions": versions(),
         "devices": devices(),
         "transfer_syntaxes": TRANSFER_SYNTAXES,
         "default_model": str(model) if model else None,
-        # how `out` runs on the CPU: through the model's ONNX companion (no torch import) or on torch
-        "out_on_cpu": f"onnxruntime ({graph.path.name})" if graph else f"torch ({why})",
+        # what runs the network on the CPU (fp32): the model's ONNX companion (no torch import) or torch
+        "network_on_cpu": f"onnxruntime ({graphs.paths['net'].name})" if graphs else f"torch ({why})",
     }
     if json_out:
         import json
@@ -37,6 +37,6 @@ def info_cmd(json_out: bool = typer.Option(False, "--json", help="Print the same
         t.add_row(k, val)
     t.add_row("devices", "\n".join(data["devices"]))
     t.add_row("default model", data["default_model"] or "none installed")
-    t.add_row("out on the CPU", data["out_on_cpu"])
+    t.add_row("network on the CPU", data["network_on_cpu"])
     t.add_row("transfer syntaxes", "\n".join(f"{uid}  {name}" for uid, name in TRANSFER_SYNTAXES.items()))
     out.print(t)

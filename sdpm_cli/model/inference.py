@@ -1,7 +1,7 @@
 """How to read a label out of the model: the inference configuration and its presets, as data.
 
-Kept apart from the samplers (which need torch) so that a run of `out` through the ONNX companion
-(`model.onnx_out`) configures itself without importing torch.
+Plain data and arithmetic, no torch: a run through the ONNX companion (`model.onnx_net`) configures
+itself without importing it.
 """
 
 from __future__ import annotations

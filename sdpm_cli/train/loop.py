@@ -303,18 +303,17 @@ def validation_dice(net: torch.nn.Module, sched, val: SliceSet, idx: np.ndarray,
     from sdpm_cli.labels import CLASSES
     from sdpm_cli.model.samplers import make_config, predict
 
+    from sdpm_cli.model.runtime import TorchNetwork
+
     cfg = make_config(mode="out", preset="fast", steps=None, samples=None)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
     pred = np.zeros((len(CLASSES), len(idx)) + val.x.shape[1:], dtype=bool)
     was_training = net.training
     net.eval()
     for s in range(0, len(idx), chunk):
         sel = idx[s : s + chunk]
-        x = torch.from_numpy(val.x[sel].astype(np.float32)[:, None]).to(device)
-        brain = torch.from_numpy(val.brain[sel][:, None].astype(bool)).to(device)
-        cond = None if val.m is None else torch.from_numpy(val.m[sel].astype(np.float32)[:, None]).to(device)
-        p = predict(net, sched, x, cfg, gen, brain=brain, cond=cond)
-        pred[:, s : s + len(sel)] = p.masks["out"].cpu().numpy().transpose(1, 0, 2, 3)
+        cond = None if val.m is None else val.m[sel].astype(np.float32)[:, None]
+        p = predict(TorchNetwork(net, device), sched, val.x[sel][:, None], cfg, seed, brain=val.brain[sel][:, None], cond=cond)
+        pred[:, s : s + len(sel)] = p.masks["out"].transpose(1, 0, 2, 3)
     net.train(was_training)
     truth = val.y[idx]
     out: dict = {}

@@ -163,7 +163,7 @@ class FakePipeline:
         self.calls: list[tuple[str, str]] = []
         self.fail_case = fail_case
 
-    def load_model(self, model, device, out_graph=False):
+    def load_model(self, model, device, graphs=False):
         return SimpleNamespace(name="fake", sha256="0" * 64, device="cpu"), []
 
     def segment_study(self, path, *, model, options, progress=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,15 +33,17 @@ def test_schedule_values_at_documented_steps():
     assert S.abar[499].item() == pytest.approx(f(499 / 500) * 0.001, rel=1e-9)
     assert S.abar[499].item() == pytest.approx(6.0e-7, rel=0.02)
     assert S.betas.max().item() == pytest.approx(0.999)  # the last beta is clipped
-    assert torch.all(S.betas >= 0) and torch.all(S.abar[1:] < S.abar[:-1])
+    assert np.all(S.betas >= 0) and np.all(S.abar[1:] < S.abar[:-1])
+    assert S.abar.dtype == np.float64 and not S.abar.flags.writeable  # shared, frozen constants
 
 
 def test_schedule_length_and_prev_and_p2():
     s = sigmoid_schedule(100)
-    assert s.T == 100 and s.abar.numel() == 100 and s.abar[49].item() == pytest.approx(0.5)
+    assert s.T == 100 and s.abar.size == 100 and s.abar[49].item() == pytest.approx(0.5)
     assert S.abar_prev[0].item() == 1.0
-    assert torch.equal(S.abar_prev[1:], S.abar[:-1])
-    assert torch.allclose(S.p2, 1.0 / (1.0 + S.abar / (1.0 - S.abar)))
+    assert np.array_equal(S.abar_prev[1:], S.abar[:-1])
+    assert np.allclose(S.p2, 1.0 / (1.0 + S.abar / (1.0 - S.abar)))
+    assert np.array_equal(S.sqrt_abar, np.sqrt(S.abar)) and np.array_equal(S.sqrt_one_minus_abar, np.sqrt(1 - S.abar))
     with pytest.raises(ValueError):
         sigmoid_schedule(1)
 
@@ -53,8 +56,11 @@ def test_one_noise_is_shared_by_image_and_every_label_channel():
     t = torch.tensor([0, 249, 499])
     x_t = q_sample(x0.double(), t, eps, S)
     y_t = q_sample(y0, t, eps, S)
-    a = S.abar[t].reshape(-1, 1, 1, 1)
+    a = torch.tensor(S.abar[t.numpy()]).reshape(-1, 1, 1, 1)
     assert torch.allclose(x_t, a.sqrt() * x0 + (1 - a).sqrt() * eps)
+    # the same maths on numpy arrays (the samplers' kind) gives the same numbers
+    x_np = q_sample(x0.double().numpy(), t.numpy(), eps.numpy(), S)
+    assert isinstance(x_np, np.ndarray) and np.allclose(x_np, x_t.numpy(), rtol=0, atol=1e-12)
     # the difference between label and image carries no noise at all: synchronous diffusion
     for c in range(2):
         assert torch.allclose(y_t[:, c : c + 1] - x_t, a.sqrt() * (y0[:, c : c + 1] - x0))
