@@ -251,7 +251,7 @@ class Segmentation:
     probs: Optional[NativeProbs] = field(default=None, repr=False)
     # the anatomy's verdict on the header's orientation (preprocess.orientation; {} = not checked)
     orientation: dict = field(default_factory=dict)
-    network_runtime: str = "torch"  # or "onnxruntime": `out` through the model's ONNX companion
+    network_runtime: str = "torch"  # or "onnxruntime": the network through the model's ONNX companion
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -483,7 +483,7 @@ class _ModelAccumulator:
     n_calls: int
     stochastic_slices: list[int]
     mode_probs: Optional[dict[str, np.ndarray]] = None  # mode -> float32 [C, Z, H, W] when the filter judges peaks
-    network_runtime: str = ""  # what ran the calls: "onnxruntime", "torch" or "onnxruntime+torch"
+    network_runtime: str = ""  # what ran the calls: "onnxruntime" or "torch" ("onnxruntime+torch" before 2026-12-07)
 
 
 def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels: int, margin: int) -> list[int]:
