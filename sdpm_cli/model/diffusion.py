@@ -72,8 +72,10 @@ def coef(values: np.ndarray, t, like):
         return v.reshape(-1, *([1] * (like.ndim - 1))).astype(like.dtype)
     import torch
 
-    idx = t.long().cpu() if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t, dtype=np.int64))
-    v = torch.tensor(np.asarray(values))[idx]
+    if isinstance(t, torch.Tensor):  # indexed where t lives: no device-to-host sync in a training step
+        v = torch.tensor(np.asarray(values), device=t.device)[t.long()]
+    else:
+        v = torch.tensor(np.asarray(values))[torch.as_tensor(np.asarray(t, dtype=np.int64))]
     return v.reshape(-1, *([1] * (like.dim() - 1))).to(dtype=like.dtype, device=like.device)
 
 
