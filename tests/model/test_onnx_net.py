@@ -148,5 +148,7 @@ def test_shipped_model_on_cpu_never_imports_torch_and_matches_torch(tmp_path, mo
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True, timeout=300)
     ref, _ = load_model(None, "cpu")
     b = segment_study(DEMO, model=ref, mode=mode)
-    a = sitk.ReadImage(str(tmp_path / "onnx.nii.gz"))
-    assert np.array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b.labels))
+    a, b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "onnx.nii.gz"))), sitk.GetArrayFromImage(b.labels)
+    # equal here (BENCHMARKS.md "Every mode without torch"); another CPU's kernels may flip a voxel
+    # whose probability lies within float rounding of the threshold, nothing more
+    assert a.shape == b.shape and int((a != b).sum()) <= 5 and (b > 0).sum() > 0
