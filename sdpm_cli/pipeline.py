@@ -505,11 +505,10 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
     Noise comes per (mode, slice), so a gated-in slice gets the same answer as in an ungated run."""
     import dataclasses
 
+    from sdpm_cli.model.inference import calls_per_slice
     from sdpm_cli.postprocess.uncertainty import band_voxels
 
-    from sdpm_cli.model.inference import calls_per_slice
-
-    used: list[str] = []
+    used: set[str] = set()  # the runtime(s) that ran a call: what the report says
     Z, H, W = prepared.x.shape
     C = len(CLASSES)
     mode = cfg.mode
@@ -536,7 +535,7 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         from sdpm_cli.model.samplers import predict
 
         net = lm.network(precision)
-        used.append(net.name)
+        used.add(net.name)
         noise = {m: SliceNoise([mix_seed(study_seed, m, int(z)) for z in idx]) for m in ("salient", "infer")}
         # pass 2 of a gated run: acc.prob still holds pass 1's `out` on these slices (each batch
         # reads its own slices before overwriting them), so `out` is not computed again
@@ -582,7 +581,7 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         run(chosen, cfg, run_modes, (), total, total + len(chosen))
         acc.stochastic_slices = [int(z) for z in chosen]
     acc.n_calls = calls_per_slice(cfg, lm.T)[mode]
-    acc.network_runtime = "+".join(r for r in ("onnxruntime", "torch") if r in used)
+    acc.network_runtime = "+".join(sorted(used))
     acc.sample_counts = counts.sum(axis=2)
     return acc
 def _mask_labels(labels: sitk.Image, inside: np.ndarray) -> sitk.Image:

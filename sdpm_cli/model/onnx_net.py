@@ -57,7 +57,10 @@ class Graphs:
     network: OnnxNetwork
     header: dict  # the checkpoint's header, exactly as stored in it
     paths: dict
-    cond_channels: int
+
+    @property
+    def cond_channels(self) -> int:
+        return self.network.cond_channels
 
 
 def _session(path: Path, threads: int):
@@ -107,7 +110,7 @@ def load_graphs(checkpoint: str | Path, threads: int = 0) -> tuple[Optional[Grap
             return None, f"{path.name} has inputs {names}, not those of its checkpoint's network"
         sessions[role] = session
     network = OnnxNetwork(full=sessions["net"], eps_only=sessions["eps"], cond_channels=cond_channels)
-    return Graphs(network=network, header=header, paths=paths, cond_channels=cond_channels), ""
+    return Graphs(network=network, header=header, paths=paths), ""
 
 
 def export_graphs(checkpoint: str | Path, force: bool = False) -> dict[str, Path]:

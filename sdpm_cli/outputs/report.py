@@ -142,7 +142,8 @@ REPORT_SCHEMA: dict = {
                 "seed": {"type": "integer"},
                 "device": _STR,
                 "runtime_s": {"type": ["number", "null"], "minimum": 0},
-                # what ran the network: torch, ONNX Runtime with the model's `out` companion, or both (a gated run)
+                # what ran the network: torch, or ONNX Runtime with the model's companion ("onnxruntime+torch":
+                # reports of 2026-12-06, when a gated run used both)
                 "network_runtime": {"enum": ["torch", "onnxruntime", "onnxruntime+torch", ""]},
             },
         },

@@ -301,9 +301,8 @@ def validation_dice(net: torch.nn.Module, sched, val: SliceSet, idx: np.ndarray,
     """Dice per class of the `out` prediction on whole validation slices (voxels pooled over slices)."""
     from sdpm_cli.evaluate.metrics import dice
     from sdpm_cli.labels import CLASSES
-    from sdpm_cli.model.samplers import make_config, predict
-
     from sdpm_cli.model.runtime import TorchNetwork
+    from sdpm_cli.model.samplers import make_config, predict
 
     cfg = make_config(mode="out", preset="fast", steps=None, samples=None)
     pred = np.zeros((len(CLASSES), len(idx)) + val.x.shape[1:], dtype=bool)
