@@ -80,6 +80,15 @@ class LoadedModel:
         return self.header.get("sha256", "")
 
     @property
+    def validation(self) -> "Validation":  # noqa: F821
+        """What the model's makers say it may be used for (header `validation`): its caveat is a
+        warning wherever the model is loaded and part of every report - a research model's volume
+        must never travel without it."""
+        from sdpm_cli.model.registry import Validation
+
+        return Validation.from_header(self.header)
+
+    @property
     def volume_calibration(self) -> "VolumeCalibration | None":  # noqa: F821
         """The calibrated volume error model (header `postprocess.volume_calibration`; None if absent)."""
         from sdpm_cli.postprocess.uncertainty import VolumeCalibration
@@ -195,13 +204,21 @@ def load_model(model: Union[str, Path, None] = None, device: str = "auto", *,
         opened, why = load_graphs(path, cpu_threads())
         if opened is not None:
             plan = _plan(opened.header, opened.cond_channels, path.name)
-            return LoadedModel(net=None, sched=_schedule(opened.header), plan=plan, header=opened.header, path=path,
-                               device="cpu", graphs=opened, device_spec=device), []
+            lm = LoadedModel(net=None, sched=_schedule(opened.header), plan=plan, header=opened.header, path=path,
+                             device="cpu", graphs=opened, device_spec=device)
+            return lm, _caveat_warning(lm)
         log.info("the network runs on torch: %s", why)
     net, header, dev, warnings = _load_torch(path, device)
     plan = _plan(header, net.cfg.cond_channels, path.name)
-    return LoadedModel(net=net, sched=_schedule(header), plan=plan, header=header, path=path, device=dev,
-                       device_spec=device), warnings
+    lm = LoadedModel(net=net, sched=_schedule(header), plan=plan, header=header, path=path, device=dev,
+                     device_spec=device)
+    return lm, warnings + _caveat_warning(lm)
+
+
+def _caveat_warning(lm: LoadedModel) -> list[str]:
+    """The model's own caveat as a load warning (LoadedModel.validation), or none."""
+    caveat = lm.validation.caveat
+    return [f"model {lm.name}: {caveat}"] if caveat else []
 
 
 @dataclass

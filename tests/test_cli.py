@@ -20,6 +20,12 @@ def test_info_needs_no_gpu_or_weights(run_cli):
     assert code == 0
     assert "1.2.840.10008.1.2.4.70" in out  # JPEG Lossless listed
     assert '"devices"' in out
+    import json
+
+    from sdpm_cli.model.registry import default_model_path
+
+    if default_model_path() is not None:  # the shipped model says what it may be used for
+        assert "not for clinical decisions" in json.loads(out)["default_model_caveat"]
 
 
 def test_unknown_command_is_usage_error(run_cli):

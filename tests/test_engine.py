@@ -85,3 +85,14 @@ def test_the_segmentation_carries_the_brain_mask_preprocessing_used(tiny_model, 
     assert seg.brain.GetOrigin() == study.image.GetOrigin() and seg.brain.GetDirection() == study.image.GetDirection()
     want = brain_mask_array(sitk.GetArrayViewFromImage(study.image), study.image.GetSpacing(), engine.model.plan)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(seg.brain), want)
+
+
+def test_a_model_s_caveat_is_a_warning_wherever_it_is_loaded(tiny_model, tmp_path):
+    from sdpm_cli.model.checkpoint import update_header
+
+    assert Engine(tiny_model, device="cpu").warnings == []  # a model that says nothing of its use
+    said = update_header(tiny_model, {"validation": {"intended_use": "research", "caveat": "phantoms only"}},
+                         out=tmp_path / "said.pt")
+    engine = Engine(said, device="cpu")
+    assert engine.warnings == ["model tiny-test: phantoms only"]
+    assert engine.model.validation.intended_use == "research"

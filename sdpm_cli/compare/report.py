@@ -138,9 +138,9 @@ def report_from_comparison(cmp) -> dict:
     seg = cmp.baseline.segmentation
     model, run = {}, {}
     if seg is not None:
-        header = dict(getattr(seg.model, "header", {}) or {})
-        model = {"name": seg.model.name, "version": header.get("version") or header.get("sdpm_version") or "",
-                 "sha256": seg.model.sha256}
+        from sdpm_cli.outputs.report import model_block
+
+        model = model_block(seg.model)
         run = {"mode": seg.mode, "preset": seg.preset, "seed": seg.seed, "device": seg.device,
                "interval_source": seg.interval_source}
     return build_compare_report(cmp, model=model, run=run)

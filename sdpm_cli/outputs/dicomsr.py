@@ -69,6 +69,7 @@ YES, NO = ("373066001", "SCT", "Yes"), ("373067005", "SCT", "No")
 LOCATION = ("LOCCLASS", PRIVATE_SCHEME, "Lesion location class")
 LOCATION_CODES = {name: (name.replace("-", "").upper(), PRIVATE_SCHEME, name) for name in LOCATION_CLASSES}
 SHA_PARAM, LEVEL_PARAM, COVERS_PARAM = "model_sha256=", "interval_level=", "interval_covers="
+USE_PARAM = "intended_use="  # the model's own word on its use (report model.intended_use), e.g. research
 CLASS_PREFIX, LESION_PREFIX = "class ", "lesion "
 SERIES_DESCRIPTION = "sdpm volumes"
 
@@ -118,7 +119,7 @@ def _measurement(name, value: float, method, algo, ci: Optional[Sequence[float]]
 def _algorithm(model: Mapping[str, str], ci, level, covers: str):
     import highdicom as hd
 
-    params = [SHA_PARAM + model["sha256"]]
+    params = [SHA_PARAM + model["sha256"]] + ([USE_PARAM + model["intended_use"]] if model["intended_use"] else [])
     if ci is not None:
         params += [LEVEL_PARAM + repr(float(level)), COVERS_PARAM + (covers or "true lesion volume")]
     return hd.sr.AlgorithmIdentification(name=model["name"], version=model["version"], parameters=params)
@@ -155,6 +156,7 @@ def _model(report: Mapping, name: Optional[str], version: Optional[str], sha256:
         if given is not None and have and str(given) != have:
             raise ValueError(f"model {key} {given!r} disagrees with the report's {have!r}")
         out[key] = have or str(given or "")
+    out["intended_use"] = str(rep.get("intended_use", "") or "")
     out["name"] = out["name"] or "sdpm"
     out["version"] = out["version"] or "unknown"
     return out
@@ -311,6 +313,7 @@ def _read_measurement(item) -> dict:
         "name": next((str(i.TextValue) for i in _items(item, ("111001", "DCM", ""))), None),
         "version": next((str(i.TextValue) for i in _items(item, ("111003", "DCM", ""))), None),
         "sha256": next((p[len(SHA_PARAM):] for p in params if p.startswith(SHA_PARAM)), None),
+        "intended_use": next((p[len(USE_PARAM):] for p in params if p.startswith(USE_PARAM)), None),
         "parameters": params,
     }
     level = next((p[len(LEVEL_PARAM):] for p in params if p.startswith(LEVEL_PARAM)), None)

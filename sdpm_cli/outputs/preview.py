@@ -129,9 +129,10 @@ def legend_label(name: str, lesions: Optional[Sequence[Mapping]] = None) -> str:
 
 
 def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict[str, float], max_slices: int = 12,
-                   lesions: Optional[Sequence[Mapping]] = None, banner: str = ""):
+                   lesions: Optional[Sequence[Mapping]] = None, banner: str = "", note: str = ""):
     """Build the montage figure (matplotlib, Agg); the caller saves or closes it. lesions: report rows
-    (`outputs.report.lesion_rows`); their locations are counted in the legend."""
+    (`outputs.report.lesion_rows`); their locations are counted in the legend. note: the model's
+    intended use (model_note), printed first in the footer."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,8 +161,9 @@ def render_preview(image_hu: sitk.Image, labels: sitk.Image, *, volumes_ml: dict
     handles = [Patch(facecolor="none", edgecolor=CLASS_COLOURS[c], label=legend_label(name, lesions))
                for c, name in CLASSES.items()]
     fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False, labelcolor="white", fontsize=9)
-    fig.text(0.99, 0.01, f"{CONVENTION_NOTE}; window W{WINDOW_WIDTH:g} L{WINDOW_LEVEL:g}", color="0.8",
-             fontsize=7, ha="right", va="bottom")  # fmt: skip
+    footer = f"{CONVENTION_NOTE}; window W{WINDOW_WIDTH:g} L{WINDOW_LEVEL:g}"
+    fig.text(0.99, 0.01, f"{note}; {footer}" if note else footer, color="0.8", fontsize=7, ha="right",
+             va="bottom")
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     return fig
 
@@ -174,6 +176,14 @@ def domain_banner(domain: Optional[Mapping]) -> str:
     if not on:
         return ""
     return "OUTSIDE VALIDATED DOMAIN: " + ", ".join(f.replace("_", " ") for f in on) + " (see report warnings)"
+
+
+def model_note(model) -> str:
+    """The footer's word on the model that drew the contours ("" when its header says nothing of its
+    intended use): a montage passed around without its report still says what it may be used for."""
+    v = getattr(model, "validation", None)
+    use = v.intended_use if v is not None else ""
+    return f"model {getattr(model, 'name', '?')}: {use} use only (report: model.caveat)" if use else ""
 
 
 def save_figure(fig, dest, force: bool = False, dpi: int = 110) -> Path:
@@ -193,9 +203,10 @@ def write_preview(
     max_slices: int = 12,
     lesions: Optional[Sequence[Mapping]] = None,
     banner: str = "",
+    note: str = "",
 ) -> Path:
     """Write the QC montage PNG; volumes_ml defaults to the volumes counted from the labels.
-    banner: a red warning line (out-of-domain input, see domain_banner)."""
+    banner: a red warning line (out-of-domain input, see domain_banner); note: model_note."""
     import matplotlib.pyplot as plt
 
     check_writable(dest, force)
@@ -204,7 +215,8 @@ def write_preview(
 
         measured = measure_lesions(labels)
         volumes_ml = {name: measured.volume_ml(c) for c, name in CLASSES.items()}
-    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices, lesions=lesions, banner=banner)
+    fig = render_preview(image_hu, labels, volumes_ml=volumes_ml, max_slices=max_slices, lesions=lesions, banner=banner,
+                         note=note)
     try:
         return save_figure(fig, dest, force)
     finally:

@@ -131,6 +131,8 @@ REPORT_SCHEMA: dict = {
                 "name": _STR,
                 "version": _STR,
                 "sha256": {"type": "string", "pattern": "^([0-9a-f]{64})?$"},
+                "intended_use": _STR,  # the model header's validation.intended_use ("research")
+                "caveat": _STR,  # ... and validation.caveat: what its answers must not be used for, and why
             },
         },
         "run": {
@@ -375,7 +377,8 @@ def build_report(
 
     volumes: per class name, a float (mL), a mapping with volume_ml / ci95_ml / n_samples, or the
     pipeline's ClassVolume. lesions: rows as `lesion_rows` makes them. series: SeriesInfo or a dict
-    (identifier keys are dropped). model: name, version, sha256. run: mode, preset, seed, device,
+    (identifier keys are dropped). model: name, version, sha256 (intended_use, caveat where the model
+    says them). run: mode, preset, seed, device,
     runtime_s. phi is included only when include_phi is True. interval_source: what the volume
     intervals were calibrated on (said in each volume's `interval_covers`).
     """
@@ -394,6 +397,7 @@ def build_report(
             "name": str(model.get("name", "")),
             "version": str(model.get("version", "")),
             "sha256": str(model.get("sha256", "") or ""),
+            **{k: str(model[k]) for k in ("intended_use", "caveat") if model.get(k)},
         },
         "run": {
             "mode": run["mode"],
@@ -460,6 +464,19 @@ def segmentation_lesion_rows(seg: Any) -> list[dict]:
                        calibration=per_class)
 
 
+def model_block(model: Any) -> dict:
+    """A report's `model`: name, version and sha256 of a `pipeline.LoadedModel`, and its intended use
+    and caveat (LoadedModel.validation) where it has them (segment and compare reports alike)."""
+    header = dict(getattr(model, "header", {}) or {})
+    v = getattr(model, "validation", None)
+    return {
+        "name": getattr(model, "name", header.get("name", "")),
+        "version": header.get("version") or header.get("sdpm_version") or "",
+        "sha256": getattr(model, "sha256", header.get("sha256", "")),
+        **{k: val for k, val in (("intended_use", v and v.intended_use), ("caveat", v and v.caveat)) if val},
+    }
+
+
 def report_from_segmentation(
     seg: Any,
     *,
@@ -471,12 +488,7 @@ def report_from_segmentation(
 
     lesions: rows already made by `lesion_rows` (default: made here, with the location of each
     lesion when the segmentation's study carries its CT image)."""
-    header = dict(getattr(seg.model, "header", {}) or {})
-    model = {
-        "name": getattr(seg.model, "name", header.get("name", "")),
-        "version": header.get("version") or header.get("sdpm_version") or "",
-        "sha256": getattr(seg.model, "sha256", header.get("sha256", "")),
-    }
+    model = model_block(seg.model)
     run = {
         "mode": seg.mode,
         "preset": seg.preset,

@@ -97,10 +97,11 @@ def write_outputs(seg, outputs: Mapping[str, Path], *, include_phi: bool = False
         if "probabilities" in tmp:
             sitk.WriteImage(seg.probability_image(), str(tmp["probabilities"]), useCompression=True)
         if "preview" in tmp:
-            from sdpm_cli.outputs.preview import domain_banner, write_preview
+            from sdpm_cli.outputs.preview import domain_banner, model_note, write_preview
 
             write_preview(seg.study.image, seg.labels, tmp["preview"], volumes_ml=dict(seg.volumes), force=True,
-                          lesions=rows, banner=domain_banner(getattr(seg.study, "domain", None)))
+                          lesions=rows, banner=domain_banner(getattr(seg.study, "domain", None)),
+                          note=model_note(seg.model))
         if "dicom_seg" in tmp:
             from sdpm_cli import __version__
             from sdpm_cli.outputs.dicomseg import write_dicom_seg

@@ -42,6 +42,10 @@ def test_default_model_finds_the_demo_hemorrhage(run_cli, tmp_path):
     shipped = read_header(default_model_path())["postprocess"]["lesion_filter"]
     assert rep["run"]["lesion_filter"] == shipped and shipped["infarct"]["min_extent_mm"] > 0
     assert "hemorrhage:" in out
+    # the shipped model is a research model: --quiet or not, the run says so, and so does its report
+    assert rep["model"]["intended_use"] == "research"
+    assert "not for clinical decisions" in rep["model"]["caveat"]
+    assert f"warning: model sdpm-default: {rep['model']['caveat']}" in " ".join(err.split())
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from sdpm_cli.pipeline import ClassVolume  # noqa: E402
 
 N = 8
 SHA = "5e" * 32
-MODEL = {"name": "sdpm-test-model", "version": "2.1.0", "sha256": SHA}
+MODEL = {"name": "sdpm-test-model", "version": "2.1.0", "sha256": SHA, "intended_use": "research"}
 RUN = {"mode": "out", "preset": "fast", "seed": 0, "device": "cpu", "runtime_s": 1.0}
 INFARCT_VOXELS, HEMORRHAGE_VOXELS = 3 * 10 * 10, 1 * 3 * 3
 
@@ -150,8 +150,10 @@ def test_every_measurement_names_the_algorithm_and_its_sha256(case):
         mods = {(c.ConceptNameCodeSequence[0].CodeValue, c.get("TextValue")) for c in m.ContentSequence}
         assert ("111001", MODEL["name"]) in mods and ("111003", MODEL["version"]) in mods
         assert ("111002", f"model_sha256={SHA}") in mods
+        assert ("111002", "intended_use=research") in mods  # the model's word on its use, on every figure
     got = read_dicom_sr(case.sr_path)
     assert {e["algorithm"]["sha256"] for e in [*got["volumes"].values(), *got["lesions"]]} == {SHA}
+    assert {e["algorithm"]["intended_use"] for e in [*got["volumes"].values(), *got["lesions"]]} == {"research"}
     # the observer is the device, made by "sdpm"
     root = {c.ConceptNameCodeSequence[0].CodeValue: c for c in sr.ContentSequence}
     assert root["121005"].ConceptCodeSequence[0].CodeValue == "121007"  # Observer Type = Device

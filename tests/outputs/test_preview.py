@@ -69,6 +69,22 @@ def test_png_written_with_volumes_and_legend(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["qc.png"]  # no temporary left behind
 
 
+def test_the_footer_says_what_the_model_may_be_used_for():
+    from types import SimpleNamespace
+
+    from sdpm_cli.model.registry import Validation
+    from sdpm_cli.outputs.preview import model_note
+
+    research = SimpleNamespace(name="sdpm-default", validation=Validation("research", "phantoms only"))
+    note = model_note(research)
+    assert note.startswith("model sdpm-default: research use only")
+    assert model_note(SimpleNamespace(name="local", validation=Validation())) == ""
+    img, labels = head()
+    fig = render_preview(img, labels, volumes_ml={"infarct": 0.0, "hemorrhage": 1.0}, note=note)
+    footer = [t.get_text() for t in fig.texts if "patient left on image right" in t.get_text()]
+    assert len(footer) == 1 and footer[0].startswith(note)
+
+
 def test_refusals(tmp_path):
     img, labels = head()
     dest = tmp_path / "qc.png"

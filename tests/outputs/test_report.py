@@ -158,3 +158,20 @@ def test_from_a_pipeline_segmentation():
         "mode": "out", "preset": "fast", "seed": 3, "device": "cpu", "runtime_s": 4.0}
     assert r["run"]["timings"] == {"total_s": 4.0}  # stage timings travel with the report (benchmarks read them)
     assert len(r["lesions"]) == 3 and r["software"]["sdpm"]
+    assert "intended_use" not in r["model"] and "caveat" not in r["model"]  # a model that says nothing of its use
+
+
+def test_the_model_s_caveat_travels_with_the_report():
+    from sdpm_cli.model.registry import Validation
+
+    v = Validation.from_header({"validation": {"intended_use": "research", "caveat": "phantoms only"}})
+    seg = SimpleNamespace(
+        labels=labels_image(), volumes={n: 0.0 for n in ("infarct", "hemorrhage")},
+        study=SimpleNamespace(series={}), warnings=[],
+        model=SimpleNamespace(name="m.pt", sha256=SHA, header={}, validation=v),
+        mode="out", preset="fast", seed=0, device="cpu", timings={},
+    )  # fmt: skip
+    r = report_from_segmentation(seg)
+    validate_report(r)
+    assert r["model"]["intended_use"] == "research" and r["model"]["caveat"] == "phantoms only"
+    assert Validation.from_header({}) == Validation("", "")  # a locally trained model: nothing to say
