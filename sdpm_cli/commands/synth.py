@@ -25,6 +25,7 @@ def synth_cmd(
     thickness: Optional[List[float]] = typer.Option(None, "--thickness", help="Slice thickness in mm (repeat for a mix; default 5, 2.5 and 1 mm)."),
     matrix: int = typer.Option(512, "--matrix", help="In-plane matrix (512 clinical; 256 is four times cheaper)."),
     domain: str = typer.Option("randomised", "--domain", help="randomised (wide nuisance ranges, for training) | clinical (typical adult NCCT values)."),
+    shapeless: float = typer.Option(0.0, "--shapeless-infarcts", help="Family A: share of territorial infarcts drawn as blobs of no vascular shape, anywhere in the parenchyma (shape randomisation; 0 = the generator as before)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of cases in imagesTs/labelsTs."),
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes (same output for any value)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier sdpm synth data set in OUT."),
@@ -38,6 +39,10 @@ def synth_cmd(
         raise UsageError(f"--domain must be one of {', '.join(DOMAIN_CHOICES)}")
     if family not in FAMILY_CHOICES:
         raise UsageError(f"unknown family '{family}' (choose from {', '.join(FAMILY_CHOICES)})")
+    if not 0.0 <= shapeless <= 1.0:
+        raise UsageError("--shapeless-infarcts must lie in [0, 1]")
+    if shapeless > 0 and family != "analytic":
+        raise UsageError("--shapeless-infarcts belongs to family A (--family analytic)")
     if family == "atlas":
         from sdpm_cli.synth.atlas.template import atlas_dir
 
@@ -51,7 +56,7 @@ def synth_cmd(
         kw = {"thicknesses_mm": tuple(thickness), "thickness_weights": (1.0,) * len(thickness)}
     if matrix < 64 or matrix % 2:
         raise UsageError("--matrix must be an even number >= 64")
-    cfg = SynthConfig(matrix=matrix, family=family, domain=domain, **kw)
+    cfg = SynthConfig(matrix=matrix, family=family, domain=domain, shapeless_infarct_prob=shapeless, **kw)
     t0 = time.perf_counter()
     man = write_dataset(out_dir, cases, seed, lesion=lesion, fmt=fmt, test_fraction=test_fraction,
                         progress=not quiet, cfg=cfg, workers=workers, force=force)

@@ -119,6 +119,8 @@ class SynthConfig:
                                                         # ranges, DOMAINS) | clinical (typical adult NCCT values)
     with_tissue: bool = False                           # also return the tissue class map (tests, QC)
     family: str = "analytic"                            # analytic (family A) | atlas (family B); see FAMILY_CHOICES
+    shapeless_infarct_prob: float = 0.0                 # family A: share of territorial infarcts drawn as blobs
+                                                        # of no vascular shape, anywhere (lesions._shapeless)
 
     def __post_init__(self) -> None:
         if self.lesion not in LESION_CHOICES:
@@ -135,6 +137,8 @@ class SynthConfig:
             raise ValueError("matrix must be >= 64 and divisible by work_factor")
         if any(t <= 0 for t in self.thicknesses_mm):
             raise ValueError("slice thickness must be positive")
+        if not 0.0 <= self.shapeless_infarct_prob <= 1.0:
+            raise ValueError("shapeless_infarct_prob must lie in [0, 1]")
 
     @property
     def ranges(self) -> "DomainRanges":

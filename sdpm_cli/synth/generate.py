@@ -39,7 +39,8 @@ def generate_case(seed: int, cfg: SynthConfig | None = None, plan: Sequence[str]
     ranges = cfg.ranges
     head = draw_head(r_head, cfg.domain)
     prot = draw_protocol(r_prot, cfg)
-    plan = draw_lesion_plan(r_plan, cfg.lesion, cfg.lesion_free_fraction) if plan is None else list(plan)
+    plan = (draw_lesion_plan(r_plan, cfg.lesion, cfg.lesion_free_fraction, cfg.shapeless_infarct_prob)
+            if plan is None else list(plan))
     mimic_plan = draw_mimic_plan(r_mim, ranges)
 
     an = build_anatomy(head, cfg.anatomy_mm, r_anat, with_tissue=cfg.with_tissue)

@@ -30,8 +30,8 @@ from sdpm_cli.synth.fields import F32, coarse_noise, ellipsoid, rot_matrix, soft
 
 INFARCT, HEMORRHAGE = 1, 2
 HEMORRHAGE_KINDS = ("lobar", "deep", "intraventricular", "subdural", "epidural", "subarachnoid", "contusion")
-INFARCT_KINDS = ("territorial", "lacune")
-LOCATION_OF_KIND = {"territorial": "intra-axial", "lacune": "intra-axial", "lobar": "intra-axial", "deep": "intra-axial",
+INFARCT_KINDS = ("territorial", "lacune", "shapeless")
+LOCATION_OF_KIND = {"territorial": "intra-axial", "lacune": "intra-axial", "shapeless": "intra-axial", "lobar": "intra-axial", "deep": "intra-axial",
                     "contusion": "intra-axial", "intraventricular": "intraventricular", "subdural": "extra-axial",
                     "epidural": "extra-axial", "subarachnoid": "subarachnoid"}
 
@@ -177,6 +177,49 @@ def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
         drop = ndimage.gaussian_filter(drop, edge / an.grid.h) * tissue
     hu -= drop
     hu += w * F32(swell) * an.csf_surface[sl] * _hemisphere(an, sl, side) * F32(H["wm"] - delta - H["csf"])
+    return les
+
+
+def _random_parenchyma_point(an: Anatomy, rng, side: int) -> np.ndarray:
+    """A point (x, y, z mm) drawn uniformly from one side's parenchyma, cerebellum and brainstem included."""
+    g = an.grid
+    st = (slice(None, None, 3),) * 3
+    z, y, x = g.zyx()
+    z, y, x = z[st[0]], y[:, st[1]], x[:, :, st[2]]
+    ok = (an.paren[st] > 0.8) & ((x - an.x_mid(y)) * side > 2.0)
+    k = np.flatnonzero(ok)
+    i = np.unravel_index(int(k[rng.integers(0, len(k))]), ok.shape)
+    return np.array([float(x[0, 0, i[2]]), float(y[0, i[1], 0]), float(z[i[0], 0, 0])]) + rng.uniform(-1.5, 1.5, 3)
+
+
+def _shapeless(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
+    """An acute infarct of no vascular shape: a lobulated blob (1-3 ellipsoids, noisy border) of
+    2-80 mL anywhere in one side's parenchyma, cerebellum and brainstem included, darker than the
+    tissue it replaces by the domain's infarct drop (grey matter more, as in a territorial infarct).
+    Domain randomisation of the lesion's shape and site (SynthConfig.shapeless_infarct_prob): what is
+    left to learn is the relative hypodensity, not the territory it usually fills."""
+    h = an.grid.h
+    vol = _loguniform(rng, 2.0, 80.0)
+    for _ in range(8):
+        c = _random_parenchyma_point(an, rng, side)
+        sl, d = _blob(an, rng, c, vol)
+        frac = soft_in(d, h) * an.paren[sl]
+        if p.free(sl, frac):
+            break
+    delta = p.infarct_delta(rng)
+    les = p.add(Lesion(INFARCT, "shapeless", f"parenchyma {_side_name(side)}", sl, frac, {"delta_hu": round(delta, 1)}))
+    if les is None:
+        return None
+    H = an.params.hu
+    d_gm = delta + min(12.0, max(0.0, 0.5 * (H["gm"] - H["wm"])))
+    drop = les.frac * (F32(delta) + an.gm[sl] * F32(d_gm - delta))
+    edge = float(rng.uniform(*p.r.infarct_edge_mm))
+    if edge > 0.3:  # ill-defined margin, as for a territorial infarct (the label stays frac >= 0.5)
+        from scipy import ndimage
+
+        drop = ndimage.gaussian_filter(drop, edge / h) * an.paren[sl]
+    an.hu[sl] -= drop
+    les.params["edge_mm"] = round(edge, 2)
     return les
 
 
@@ -495,8 +538,10 @@ def _contusion(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
     return les
 
 
-def draw_lesion_plan(rng, mode: str, lesion_free_fraction: float) -> list[str]:
-    """Which lesions a case gets: a list of kinds (may be empty)."""
+def draw_lesion_plan(rng, mode: str, lesion_free_fraction: float, shapeless_prob: float = 0.0) -> list[str]:
+    """Which lesions a case gets: a list of kinds (may be empty). shapeless_prob: the share of
+    territorial infarcts drawn as shapeless ones instead (0 draws nothing more from rng, so plans
+    made before it existed are unchanged)."""
     if mode == "none":
         return []
     if mode == "both":
@@ -507,7 +552,7 @@ def draw_lesion_plan(rng, mode: str, lesion_free_fraction: float) -> list[str]:
     plan: list[str] = []
     if mode in ("infarct", "both"):
         if rng.random() < 0.8:
-            plan.append("territorial")
+            plan.append("shapeless" if shapeless_prob > 0 and rng.random() < shapeless_prob else "territorial")
         plan += ["lacune"] * int(rng.poisson(0.7))
         if not plan:
             plan.append("lacune")
@@ -549,6 +594,8 @@ def add_lesions(an: Anatomy, rng, plan: list[str], gravity: np.ndarray, ranges: 
             _territorial(an, p, rng, side)
         elif kind == "lacune":
             _lacune(an, p, rng, side)
+        elif kind == "shapeless":
+            _shapeless(an, p, rng, side)
         elif kind in ("lobar", "deep"):
             _parenchymal_hemorrhage(an, p, rng, side, kind)
         elif kind == "intraventricular":

@@ -91,6 +91,10 @@ def test_cli_writes_dicom_and_refuses_bad_options(run_cli, tmp_path):
     assert code == 2 and "unknown lesion" in err
     code, _, err = run_cli("synth", tmp_path / "y", "--cases", "0", "-q")
     assert code == 2 and "at least 1" in err
+    code, _, err = run_cli("synth", tmp_path / "z", "--shapeless-infarcts", "1.5", "-q")
+    assert code == 2 and "must lie in [0, 1]" in err
+    code, _, err = run_cli("synth", tmp_path / "w", "--family", "atlas", "--shapeless-infarcts", "0.5", "-q")
+    assert code == 2 and "belongs to family A" in err and not (tmp_path / "w").exists()
 
 
 @pytest.mark.slow

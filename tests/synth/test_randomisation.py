@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from sdpm_cli.synth import generate_case
 from sdpm_cli.synth.config import DOMAINS, SynthConfig, case_streams, draw_head, draw_protocol
-from sdpm_cli.synth.lesions import draw_mimic_plan
+from sdpm_cli.synth.lesions import draw_lesion_plan, draw_mimic_plan
 from tests.synth.conftest import cached_case, small_cfg
 
 INTRACRANIAL = (1, 2, 3, 6, 7, 8)  # anatomy.TISSUE_CLASSES inside the cavity
@@ -140,3 +140,32 @@ def test_deformation_keeps_image_and_label_aligned():
     ring = ndimage.binary_dilation(lab == 2, iterations=3) & ~ndimage.binary_dilation(lab == 2, iterations=1)
     assert np.median(a[core]) > np.median(a[ring & (a > -50) & (a < 100)]) + 10  # the bright blob is where the label is
     del s
+
+
+def test_shapeless_infarcts_are_hypodense_blobs_anywhere_and_labelled_infarct():
+    """Shape randomisation (SynthConfig.shapeless_infarct_prob): a blob of no vascular shape, darker
+    than the tissue it replaces, labelled 1 voxel for voxel; cerebellum and brainstem are allowed."""
+    c = generate_case(21, small_cfg(lesion="infarct", with_tissue=True, domain="clinical"), plan=("shapeless",))
+    les = [x for x in c.meta["lesions"] if x["kind"] == "shapeless"]
+    assert len(les) == 1 and les[0]["location_class"] == "intra-axial" and les[0]["class"] == 1
+    lab, a, t = arr(c.label), arr(c.image).astype(float), arr(c.tissue)
+    voxel_ml = float(np.prod(c.label.GetSpacing())) / 1000.0
+    assert (lab == 1).any() and not (lab == 2).any()
+    assert c.meta["volume_ml"]["infarct"] == pytest.approx((lab == 1).sum() * voxel_ml, abs=1e-3)
+    core = ndimage.binary_erosion(lab == 1, iterations=1)
+    brain = np.isin(t, (2, 3, 7)) & (lab == 0)
+    assert core.sum() > 5 and np.median(a[brain]) - np.median(a[core]) >= 1.0
+
+
+def test_shapeless_probability_zero_keeps_every_plan_as_before():
+    """The option draws nothing from the case's random stream when it is 0: data sets made before it
+    existed regenerate bit for bit from their seeds."""
+    for s in range(30):
+        a = draw_lesion_plan(np.random.default_rng(s), "both", 0.1)
+        b = draw_lesion_plan(np.random.default_rng(s), "both", 0.1, shapeless_prob=0.0)
+        assert a == b and "shapeless" not in a
+    mixed = [draw_lesion_plan(np.random.default_rng(s), "infarct", 0.0, shapeless_prob=0.5) for s in range(60)]
+    kinds = {k for p in mixed for k in p}
+    assert {"shapeless", "territorial"} <= kinds
+    with pytest.raises(ValueError):
+        SynthConfig(shapeless_infarct_prob=1.5)
