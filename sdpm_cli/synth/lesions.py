@@ -156,6 +156,22 @@ def _wedge(an: Anatomy, rng, side: int, swell_max: float = 0.8):
     return terr, sl, frac, support, tissue, swell, float(np.degrees(0.5 * (lo + hi)))
 
 
+def _infarct_drop(an: Anatomy, p: _Painter, rng, sl, weight, tissue, delta: float) -> tuple[np.ndarray, float]:
+    """The HU an acute infarct takes from the tissue under `weight` (its fraction in the crop `sl`):
+    `delta` in white matter and more in grey matter, so the grey-white contrast is lost inside it; at
+    an ill-defined margin (the domain's infarct_edge_mm) the drop fades out over ~edge mm, within
+    `tissue`, while the label stays where the fraction is >= 0.5. Returns (drop, edge mm)."""
+    H = an.params.hu
+    d_gm = delta + min(12.0, max(0.0, 0.5 * (H["gm"] - H["wm"])))
+    drop = weight * (F32(delta) + an.gm[sl] * F32(d_gm - delta))
+    edge = float(rng.uniform(*p.r.infarct_edge_mm))
+    if edge > 0.3:
+        from scipy import ndimage
+
+        drop = ndimage.gaussian_filter(drop, edge / an.grid.h) * tissue
+    return drop, edge
+
+
 def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
     terr, sl, frac, support, tissue, swell, half = _wedge(an, rng, side)
     delta = p.infarct_delta(rng)
@@ -165,16 +181,8 @@ def _territorial(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
         return None
     H = an.params.hu
     w = les.frac / np.maximum(support, F32(1e-6))  # the wedge weight actually kept
-    # grey matter drops more than white matter: the grey-white contrast is lost inside the infarct
-    d_gm = delta + min(12.0, max(0.0, 0.5 * (H["gm"] - H["wm"])))
-    d_vox = F32(delta) + an.gm[sl] * F32(d_gm - delta)
     hu = an.hu[sl]
-    drop = w * tissue * d_vox
-    edge = float(rng.uniform(*p.r.infarct_edge_mm))
-    if edge > 0.3:  # ill-defined margin: the hypodensity fades out over ~edge mm (the label stays frac >= 0.5)
-        from scipy import ndimage
-
-        drop = ndimage.gaussian_filter(drop, edge / an.grid.h) * tissue
+    drop, _ = _infarct_drop(an, p, rng, sl, w * tissue, tissue, delta)
     hu -= drop
     hu += w * F32(swell) * an.csf_surface[sl] * _hemisphere(an, sl, side) * F32(H["wm"] - delta - H["csf"])
     return les
@@ -210,14 +218,7 @@ def _shapeless(an: Anatomy, p: _Painter, rng, side: int) -> Lesion | None:
     les = p.add(Lesion(INFARCT, "shapeless", f"parenchyma {_side_name(side)}", sl, frac, {"delta_hu": round(delta, 1)}))
     if les is None:
         return None
-    H = an.params.hu
-    d_gm = delta + min(12.0, max(0.0, 0.5 * (H["gm"] - H["wm"])))
-    drop = les.frac * (F32(delta) + an.gm[sl] * F32(d_gm - delta))
-    edge = float(rng.uniform(*p.r.infarct_edge_mm))
-    if edge > 0.3:  # ill-defined margin, as for a territorial infarct (the label stays frac >= 0.5)
-        from scipy import ndimage
-
-        drop = ndimage.gaussian_filter(drop, edge / h) * an.paren[sl]
+    drop, edge = _infarct_drop(an, p, rng, sl, les.frac, an.paren[sl], delta)
     an.hu[sl] -= drop
     les.params["edge_mm"] = round(edge, 2)
     return les
