@@ -24,7 +24,7 @@ def info_cmd(json_out: bool = typer.Option(False, "--json", help="Print the same
         "default_model": str(model) if model else None,
         # what runs the network on the CPU (fp32): the model's ONNX companion (no torch import) or torch
         "network_on_cpu": f"onnxruntime ({graphs.paths['net'].name})" if graphs else f"torch ({why})",
-        # what the model may be used for (its header's validation block; LoadedModel.caveat)
+        # what the model may be used for (its header's validation block; LoadedModel.validation)
         "default_model_caveat": _caveat(model, graphs),
     }
     if json_out:
