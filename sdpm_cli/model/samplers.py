@@ -33,7 +33,7 @@ from sdpm_cli.model.diffusion import Schedule, jump_coefficients, predict_z0, q_
 from sdpm_cli.model.inference import PRESETS, InferenceConfig, calls_per_slice, cpu_call_rows, make_config  # noqa: F401 - re-exported
 from sdpm_cli.model.noise import NoiseStream, SliceNoise, mix_seed  # noqa: F401 - re-exported
 from sdpm_cli.modes import UNION_PARTS
-from sdpm_cli.postprocess.cleanup import lesion_masks, remove_isolated
+from sdpm_cli.postprocess.cleanup import lesion_masks
 
 
 class Network(Protocol):
@@ -168,11 +168,11 @@ def predict_salient(net: Network, sched: Schedule, x0: np.ndarray, cfg: Inferenc
 def run_chain(
     eps_fn: Callable[[np.ndarray, int], np.ndarray],
     x: np.ndarray, y: np.ndarray, eps_hat: np.ndarray, ks: list[int], sched: Schedule,
-    draw: NoiseStream | Callable[[np.ndarray], np.ndarray],
+    draw: Callable[[np.ndarray], np.ndarray],
     d_i: float = 1.0, clamp: bool = True, shortcut: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Algorithm 1 from index ks[0] with estimated noise eps_hat there: returns (y0_hat, x0_hat).
-    `draw`: one NoiseStream for every row, or a function giving the noise like x (per-row streams).
+    `draw(x)`: the step's noise, shaped and typed like x (predict_infer: each row from its own stream).
 
     Each step estimates x0 and y0 from the one eps_hat (clamped to [-1, 1] when `clamp`), then
     jumps both to the next index with the posterior mean and the SAME noise z (label noise scaled
@@ -192,10 +192,7 @@ def run_chain(
         if j == len(ks) - 1:
             return (x0_hat + offset if closed else y0_hat), x0_hat
         c1, c2, s2 = jump_coefficients(sched, k, ks[j + 1])
-        if s2 > 0:
-            z = draw.normal(x.shape).astype(x.dtype) if isinstance(draw, NoiseStream) else draw(x)
-        else:
-            z = None
+        z = draw(x) if s2 > 0 else None
         if closed:
             x = c1 * x0_hat + c2 * x + (np.sqrt(s2) * z if z is not None else 0.0)
         else:
@@ -231,19 +228,25 @@ def predict_infer(net: Network, sched: Schedule, x0: np.ndarray, cfg: InferenceC
 
 
 def _summarise(p: np.ndarray, brain: np.ndarray | None, cfg: InferenceConfig) -> tuple[np.ndarray, ...]:
-    """Per-sample p [S,B,C,H,W] -> (p inside the brain, prob, spread, raw mask, sample_counts)."""
+    """Per-sample p [S,B,C,H,W] -> (p inside the brain, prob, spread, sample_counts)."""
     if brain is not None:
         p = p * brain[None]
     prob = p.mean(0)
     spread = p.std(0) if p.shape[0] > 1 else np.zeros_like(prob)
     counts = (p >= cfg.threshold).reshape(*p.shape[:3], -1).sum(-1)
-    return p, prob, spread, prob >= cfg.threshold, counts
+    return p, prob, spread, counts
 
 
-def _sample_masks(p: np.ndarray, brain: np.ndarray | None, cfg: InferenceConfig) -> np.ndarray:
-    """Per-sample masks [S,B,C,H,W] with the same threshold, brain and cleanup as the final mask."""
-    return lesion_masks(p, None if brain is None else brain[None], cfg.threshold,
-                        cfg.cleanup_radius if cfg.cleanup else None)
+def _masks(prob: np.ndarray, brain: np.ndarray | None, cfg: InferenceConfig) -> np.ndarray:
+    """The masks of probabilities [..., B, C, H, W] (a mode's mean, or each sample's): the one rule of
+    `cleanup.lesion_masks` with this config's threshold and cleanup, inside `brain` [B, 1, H, W]."""
+    return lesion_masks(prob, brain, cfg.threshold, cfg.cleanup_radius if cfg.cleanup else None)
+
+
+def _sample_masks(p: np.ndarray, mask: np.ndarray, brain: np.ndarray | None, cfg: InferenceConfig) -> np.ndarray:
+    """Per-sample masks [S,B,C,H,W] of samples p; a single sample's is the mode's own `mask` (its
+    mean is itself), not computed again."""
+    return mask[None] if p.shape[0] == 1 else _masks(p, None if brain is None else brain[None], cfg)
 
 
 def predict(net: Network, sched: Schedule, x0: np.ndarray, cfg: InferenceConfig,
@@ -279,12 +282,12 @@ def predict(net: Network, sched: Schedule, x0: np.ndarray, cfg: InferenceConfig,
             samples[m] = predict_infer(net, sched, x0, cfg, gens["infer"], cond)
     probs, spreads, masks, counts = {}, {}, {}, {}
     for m in modes:
-        samples[m], probs[m], spreads[m], raw, counts[m] = _summarise(samples[m], brain, cfg)
-        masks[m] = remove_isolated(raw, cfg.cleanup_radius) if cfg.cleanup else raw
+        samples[m], probs[m], spreads[m], counts[m] = _summarise(samples[m], brain, cfg)
+        masks[m] = _masks(probs[m], brain, cfg)
     calls = calls_per_slice(cfg, sched.T)
     if cfg.mode != "union":
         m = cfg.mode
-        per_sample = _sample_masks(samples[m], brain, cfg)
+        per_sample = _sample_masks(samples[m], masks[m], brain, cfg)
         return Prediction(probs[m], spreads[m], masks, calls[m], counts[m], probs, per_sample)
     # union: sample s combines out, salient repeat s and infer run s (cycling the shorter one)
     S = max(p.shape[0] for p in samples.values())
@@ -293,11 +296,11 @@ def predict(net: Network, sched: Schedule, x0: np.ndarray, cfg: InferenceConfig,
                    samples["infer"][s % samples["infer"].shape[0]])
         for s in range(S)
     ])
-    _, _, spread_u, _, counts_u = _summarise(p_union, brain, cfg)
+    _, _, spread_u, counts_u = _summarise(p_union, brain, cfg)
     prob_u = np.maximum(np.maximum(probs["out"], probs["salient"]), probs["infer"])
     masks["union"] = masks["out"] | masks["salient"] | masks["infer"]
     probs["union"] = prob_u
-    per = {m: _sample_masks(samples[m], brain, cfg) for m in ("salient", "infer")}  # `out` has one sample: masks["out"]
+    per = {m: _sample_masks(samples[m], masks[m], brain, cfg) for m in ("salient", "infer")}  # `out`'s: masks["out"]
     per_sample = np.stack([
         masks["out"] | per["salient"][s % per["salient"].shape[0]] | per["infer"][s % per["infer"].shape[0]]
         for s in range(S)

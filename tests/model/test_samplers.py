@@ -193,6 +193,12 @@ def _eps_fn(x, k):
     return np.tanh(1.5 * x + 0.01 * k) + 0.1 * np.sin(3 * x)
 
 
+def _stream_draw(seed: int):
+    """A chain's noise from one stream, shaped and typed like the chain's x."""
+    stream = NoiseStream(seed)
+    return lambda like: stream.normal(like.shape).astype(like.dtype)
+
+
 @pytest.mark.parametrize("steps", [None, 7, 2])
 def test_invariance_unclamped_chain_equals_closed_form(steps):
     """METHOD_NOTES 'A property worth using': c1/sqrt(abar) + c2 = 1/sqrt(alpha), so (y - x)/sqrt(abar)
@@ -205,16 +211,16 @@ def test_invariance_unclamped_chain_equals_closed_form(steps):
     x = q_sample(x0, np.full(3, k0), g.standard_normal((3, 1, 6, 6)), S)
     y = g.standard_normal((3, 2, 6, 6))  # any starting label
     ks = step_indices(k0, steps)
-    y0, x0_hat = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, NoiseStream(1),
+    y0, x0_hat = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, _stream_draw(1),
                            clamp=False, shortcut=False)
     closed = x0_hat + (y - x) / math.sqrt(float(S.abar[k0]))
     assert np.allclose(y0, closed, rtol=0, atol=1e-9)
     # the sampler's shortcut gives the same answer without running the label chain
-    y0s, x0s = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, NoiseStream(1),
+    y0s, x0s = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, _stream_draw(1),
                          clamp=False, shortcut=True)
     assert np.allclose(y0s, y0, atol=1e-9) and np.array_equal(x0s, x0_hat)
     # with the clamps the chain is no longer the closed form (they are what makes `infer` differ)
-    y0c, _ = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, NoiseStream(1), clamp=True)
+    y0c, _ = run_chain(_eps_fn, x, y, _eps_fn(x, k0), ks, S, _stream_draw(1), clamp=True)
     assert not np.allclose(y0c, np.clip(closed, -1, 1), atol=1e-3)
 
 
