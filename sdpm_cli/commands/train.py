@@ -51,6 +51,7 @@ def train_cmd(
     width: Optional[int] = typer.Option(None, "--width", help="First-level channels; all levels scale with it [16]."),
     rotate_deg: Optional[float] = typer.Option(None, "--rotate-deg", help="In-plane rotation augmentation, uniform in +-DEG [15]; 180 = any orientation (heads stored rotated in their image)."),
     mirror_channel: bool = typer.Option(False, "--mirror-channel", help="Give the network the slice mirrored across the head's midline as a second input (with --init: added to that model, starting from zero weights)."),
+    context_slices: Optional[int] = typer.Option(None, "--context-slices", min=0, max=4, help="Give the network the K model slices below and above each slice as further inputs (2.5-D; with --init: added to that model, starting from zero weights) [0]."),
     lesion_fraction: Optional[float] = typer.Option(None, "--lesion-fraction", help="Share of patches centred on lesions [0.5]."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out share of cases for validation Dice [0.1]."),
     val_every: Optional[int] = typer.Option(None, "--val-every", help="Steps between validations; 0 = at the end only [500]."),
@@ -91,6 +92,10 @@ def train_cmd(
         cfg["plan"] = {**cfg["plan"], "mirror_channel": True}
         if init is None:
             cfg["net"] = {**cfg["net"], "cond_channels": 1}
+    if context_slices:
+        cfg["plan"] = {**cfg["plan"], "context_slices": int(context_slices)}
+        if init is None:
+            cfg["net"] = {**cfg["net"], "cond_channels": int(cfg["net"].get("cond_channels", 0) or 0) + 2 * int(context_slices)}
     if init is not None:
         if resume is not None:
             raise UsageError("--init starts a new run; --resume continues one (its init is in the checkpoint)")

@@ -40,12 +40,18 @@ class PreprocessPlan:
     # A second input channel: the windowed slice reflected across the head's mid-sagittal plane
     # (preprocess.symmetry), so the network compares each pixel with the same tissue on the other side.
     mirror_channel: bool = False
+    # Neighbouring slices as input channels (2.5-D): the model slices `context_slices` below and above
+    # each slice (the edge slice repeated past the end), so a subtle hypodensity can be judged by its
+    # continuity across slices rather than from one noisy slice. 0 = the slice alone.
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
         if not (self.spacing_mm > 0 and self.size > 0 and self.window_width > 0):
             raise ValueError("PreprocessPlan needs spacing_mm > 0, size > 0 and window_width > 0")
         if not self.soft_min_hu < self.soft_max_hu:
             raise ValueError("PreprocessPlan needs soft_min_hu < soft_max_hu")
+        if not 0 <= self.context_slices <= 4:
+            raise ValueError("PreprocessPlan needs 0 <= context_slices <= 4")
 
     def slab_factor(self, slice_spacing_mm: float) -> int:
         """Source slices per model slice: 1 for slices thicker than thin_slice_mm, else ~slab_mm of them."""
@@ -56,7 +62,7 @@ class PreprocessPlan:
     @property
     def condition_channels(self) -> int:
         """Input channels besides the (diffused) image itself: the network's `cond_channels`."""
-        return int(self.mirror_channel)
+        return int(self.mirror_channel) + 2 * self.context_slices
 
     @property
     def window(self) -> tuple[float, float]:
@@ -74,7 +80,7 @@ class PreprocessPlan:
         if unknown:
             raise ModelError(f"checkpoint preprocessing plan has unknown fields: {', '.join(unknown)} (newer sdpm?)")
         try:
-            kwargs = {k: (int(v) if k == "size" else _flag(v) if known[k] == "bool" else float(v)) for k, v in data.items()}
+            kwargs = {k: (int(v) if known[k] == "int" else _flag(v) if known[k] == "bool" else float(v)) for k, v in data.items()}
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"checkpoint preprocessing plan is invalid: {exc}") from None

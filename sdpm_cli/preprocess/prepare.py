@@ -154,12 +154,18 @@ class Prepared:
 
     def condition(self, idx) -> Optional[np.ndarray]:
         """float32 [B, K, size, size]: the network's conditioning channels on model slices `idx`
-        (None when the plan asks for none)."""
-        if not self.plan.mirror_channel:
+        (None when the plan asks for none): the mirror image first, then the neighbouring slices."""
+        if self.plan.condition_channels == 0:
             return None
-        if self.mirror is None:
-            raise ValueError("the plan asks for a mirror channel but none was prepared")
-        return self.mirror[idx][:, None].astype(np.float32, copy=False)
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        parts = []
+        if self.plan.mirror_channel:
+            if self.mirror is None:
+                raise ValueError("the plan asks for a mirror channel but none was prepared")
+            parts.append(self.mirror[idx][:, None].astype(np.float32, copy=False))
+        if self.plan.context_slices:
+            parts.append(context_stack(self.x, idx, self.plan.context_slices))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def set_source_geometry(self, image: sitk.Image) -> sitk.Image:
         """Stamp the source grid's geometry (what every output is written on) on a source-shape image."""
@@ -169,6 +175,20 @@ class Prepared:
     def model_dz_mm(self) -> float:
         """Thickness a model slice stands for (the slab thickness for a thin series)."""
         return float(self.grid.native_spacing[2])
+
+
+def context_offsets(k: int) -> list[int]:
+    """Slice offsets of the context channels, in channel order: -k .. -1, then 1 .. k."""
+    return [d for d in range(-k, k + 1) if d != 0]
+
+
+def context_stack(x: np.ndarray, idx, k: int) -> np.ndarray:
+    """float32 [B, 2k, H, W]: for each model slice in `idx`, the slices at `context_offsets(k)` from it
+    in x [Z, H, W], the first or last slice repeated past either end of the volume (one rule for
+    training and inference: `Prepared.condition` and the training cases both call it)."""
+    idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+    near = np.clip(idx[:, None] + np.asarray(context_offsets(k), dtype=np.int64)[None, :], 0, x.shape[0] - 1)
+    return np.asarray(x[near], dtype=np.float32)
 
 
 GridLike = Union[Prepared, ModelGrid]

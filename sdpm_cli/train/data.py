@@ -43,7 +43,7 @@ class CaseArrays:
     brain: np.ndarray  # uint8 [S, H, W]
     key: str  # content hash of (image, label, plan): identifies the case in headers and caches
     lost_lesion_voxels: int = 0  # model-grid lesion voxels outside the brain mask (not trained on)
-    m: Optional[np.ndarray] = None  # float16 [S, H, W]: the mirror channel (plan.mirror_channel), else None
+    m: Optional[np.ndarray] = None  # float16 [S, K, H, W]: the conditioning channels (Prepared.condition), else None
 
 
 @dataclass
@@ -57,7 +57,7 @@ class SliceSet:
     cases: list[str]
     lesion_voxels: dict[int, np.ndarray] = field(default_factory=dict)  # class -> int32 [K, 3] (n, y, x)
     brain_box: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))  # [N, 4] y0, y1, x0, x1
-    m: Optional[np.ndarray] = None  # float16 [N, H, W]: the mirror channel, when the plan makes one
+    m: Optional[np.ndarray] = None  # float16 [N, K, H, W]: the conditioning channels, when the plan makes any
 
     @property
     def n_slices(self) -> int:
@@ -140,6 +140,7 @@ def prepare_case(case: TrainCase, plan) -> CaseArrays:
     keep = np.asarray(getattr(prepared, "brain_slices", None) if getattr(prepared, "brain_slices", None) is not None
                       else np.flatnonzero(prepared.brain.reshape(prepared.brain.shape[0], -1).any(axis=1)), dtype=int)
     lost = n_label - int(np.count_nonzero(y_all[keep]))  # outside the brain mask or on slices without brain
+    cond = prepared.condition(keep)  # neighbours from the whole volume, brainless slices included, as at inference
     return CaseArrays(
         case=case.case,
         x=np.ascontiguousarray(prepared.x[keep], dtype=np.float16),
@@ -147,7 +148,7 @@ def prepare_case(case: TrainCase, plan) -> CaseArrays:
         brain=np.ascontiguousarray(prepared.brain[keep], dtype=np.uint8),
         key="",
         lost_lesion_voxels=lost,
-        m=None if prepared.mirror is None else np.ascontiguousarray(prepared.mirror[keep], dtype=np.float16),
+        m=None if cond is None else np.ascontiguousarray(cond, dtype=np.float16),
     )
 
 
@@ -172,7 +173,10 @@ def load_case(case: TrainCase, plan, cache_dir: Optional[Path] = None) -> CaseAr
         try:
             with np.load(entry) as z:
                 if str(z["key"]) == key:
-                    return CaseArrays(case.case, z["x"], z["y"], z["brain"], key, int(z["lost"]), z["m"] if "m" in z else None)
+                    m = z["m"] if "m" in z else None
+                    if m is not None and m.ndim == 3:  # an entry of a one-channel (mirror) plan
+                        m = m[:, None]
+                    return CaseArrays(case.case, z["x"], z["y"], z["brain"], key, int(z["lost"]), m)
         except (OSError, KeyError, ValueError):
             log.debug("cache entry %s unreadable; rebuilding", entry)
     arrays = prepare_case(case, plan)
@@ -190,7 +194,7 @@ def stack_cases(cases: Sequence[CaseArrays]) -> SliceSet:
     x = np.concatenate([c.x for c in cases])
     with_m = [c.m is not None for c in cases]
     if any(with_m) and not all(with_m):
-        raise ValueError("cases prepared with and without a mirror channel cannot be stacked")
+        raise ValueError("cases prepared with and without conditioning channels cannot be stacked")
     m = np.concatenate([c.m for c in cases]) if all(with_m) else None
     y = np.concatenate([c.y for c in cases])
     brain = np.concatenate([c.brain for c in cases])
@@ -226,8 +230,12 @@ class PatchSampler:
     its own stream from (seed, rank), so ranks draw different patches.
     """
 
-    def __init__(self, data: SliceSet, patch: int, lesion_fraction: float, seed: int, rank: int = 0):
+    def __init__(self, data: SliceSet, patch: int, lesion_fraction: float, seed: int, rank: int = 0,
+                 context_slices: int = 0):
         size = data.size
+        # the last 2k conditioning channels are neighbouring slices (plan.context_slices = k): half the
+        # patches get them in reverse order, so the network does not depend on which way a series runs
+        self.context_slices = int(context_slices)
         self.data = data
         self.patch = size if patch in (0, None) or patch >= size else int(patch)
         self.lesion_fraction = float(lesion_fraction)
@@ -263,7 +271,7 @@ class PatchSampler:
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x float32 [B,1+K,P,P], labels uint8 [B,P,P], brain uint8 [B,P,P]); x's channels after the
-        first are the conditioning channels (K = 1 with a mirror channel, else 0)."""
+        first are the conditioning channels (the plan's `condition_channels`)."""
         d, P = self.data, self.patch
         n, cy, cx = self._centres(batch)
         y0 = np.clip(cy - P // 2, 0, d.size - P)
@@ -271,6 +279,10 @@ class PatchSampler:
         ar = np.arange(P)
         nn, rr, cc = n[:, None, None], (y0[:, None] + ar)[:, :, None], (x0[:, None] + ar)[:, None, :]
         x = d.x[nn, rr, cc].astype(np.float32)[:, None]
-        if d.m is not None:
-            x = np.concatenate([x, d.m[nn, rr, cc].astype(np.float32)[:, None]], axis=1)
+        if d.m is not None:  # advanced indices around a slice put the channel axis last: [B, P, P, K]
+            x = np.concatenate([x, np.moveaxis(d.m[nn, :, rr, cc], -1, 1).astype(np.float32)], axis=1)
+            k = 2 * self.context_slices
+            if k:
+                turn = self.rng.random(batch) < 0.5
+                x[turn, -k:] = x[turn, -k:][:, ::-1]
         return x, d.y[nn, rr, cc], d.brain[nn, rr, cc]

@@ -247,8 +247,18 @@ def apply_init(cfg: TrainConfig) -> TrainConfig:
     init_T = int(head.get("schedule", {}).get("T", 500))
     if cfg.plan.get("mirror_channel") and not init_plan.get("mirror_channel"):
         # a mirror channel added to a model trained without one (its stem weights start at zero)
+        if int(init_plan.get("context_slices", 0) or 0):
+            raise UsageError("--init: a mirror channel cannot be added to a model that reads neighbouring "
+                             "slices (the mirror channel comes first)")
         init_plan["mirror_channel"] = True
         arch["cond_channels"] = NetConfig.from_dict(arch).cond_channels + 1
+    want, have = int(cfg.plan.get("context_slices", 0) or 0), int(init_plan.get("context_slices", 0) or 0)
+    if want > have:
+        if have:
+            raise UsageError("--init: the model already reads neighbouring slices; their number is fixed")
+        # neighbouring slices added to a model trained without them (their stem weights start at zero)
+        init_plan["context_slices"] = want
+        arch["cond_channels"] = NetConfig.from_dict(arch).cond_channels + 2 * want
     if cfg.net and NetConfig.from_dict({**arch, **cfg.net}) != NetConfig.from_dict(arch):
         raise UsageError("--init: the model's architecture is fixed by the init model (drop --width)")
     if cfg.plan and PreprocessPlan.from_dict({**init_plan, **cfg.plan}) != PreprocessPlan.from_dict(init_plan):
@@ -263,7 +273,7 @@ def init_weights(cfg: TrainConfig, net_cfg) -> torch.nn.Module:
     from sdpm_cli.model.network import with_condition_channels
 
     net, head = load_checkpoint(cfg.init)
-    if net.cfg.cond_channels < net_cfg.cond_channels:  # --mirror-channel on a model without one
+    if net.cfg.cond_channels < net_cfg.cond_channels:  # --mirror-channel / --context-slices added to a model
         net = with_condition_channels(net, net_cfg.cond_channels)
     if net.cfg != net_cfg:
         raise UsageError("--init: the model's architecture differs from this run's")
@@ -310,7 +320,7 @@ def validation_dice(net: torch.nn.Module, sched, val: SliceSet, idx: np.ndarray,
     net.eval()
     for s in range(0, len(idx), chunk):
         sel = idx[s : s + chunk]
-        cond = None if val.m is None else val.m[sel].astype(np.float32)[:, None]
+        cond = None if val.m is None else val.m[sel].astype(np.float32)
         p = predict(TorchNetwork(net, device), sched, val.x[sel][:, None], cfg, seed, brain=val.brain[sel][:, None], cond=cond)
         pred[:, s : s + len(sel)] = p.masks["out"].transpose(1, 0, 2, 3)
     net.train(was_training)
@@ -436,7 +446,8 @@ def train(
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         aug_cfg = AugmentConfig.from_dict(cfg.augment)
 
-        sampler = PatchSampler(train_set, cfg.patch, cfg.lesion_fraction, cfg.seed, dist.rank)
+        sampler = PatchSampler(train_set, cfg.patch, cfg.lesion_fraction, cfg.seed, dist.rank,
+                               context_slices=plan.context_slices)
         aug_gen = torch.Generator(device="cpu").manual_seed(_seed_seq(cfg.seed, dist.rank, 1))
         noise_gen = torch.Generator(device="cpu").manual_seed(_seed_seq(cfg.seed, dist.rank, 2))
         step, losses, val_hist = 0, [], []

@@ -140,6 +140,36 @@ def test_plan_round_trip_and_bad_headers():
     assert PreprocessPlan.from_dict({"size": 96}).condition_channels == 0  # a plan from before the field
     with pytest.raises(ModelError, match="expected true or false"):
         PreprocessPlan.from_dict({"mirror_channel": 1.0})
+    both = PreprocessPlan(mirror_channel=True, context_slices=2)
+    assert PreprocessPlan.from_dict(both.to_dict()) == both and both.condition_channels == 5
+    with pytest.raises(ModelError, match="invalid"):
+        PreprocessPlan.from_dict({"context_slices": -1})
+
+
+def test_context_stack_takes_the_neighbours_and_repeats_the_edge_slice():
+    from sdpm_cli.preprocess.prepare import context_offsets, context_stack
+
+    x = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    assert context_offsets(2) == [-2, -1, 1, 2]
+    got = context_stack(x, [0, 2, 4], 2)[:, :, 0, 0]
+    np.testing.assert_array_equal(got, [[0, 0, 1, 2], [0, 1, 3, 4], [2, 3, 4, 4]])
+    assert context_stack(x, 3, 1).shape == (1, 2, 2, 2)
+
+
+def test_prepare_gives_the_neighbouring_slices_after_the_mirror_when_the_plan_asks():
+    h = build_head(spacing=(0.8, 0.8, 5.0), shape=(4, 256, 256))
+    p = prepare(h.image, PreprocessPlan(context_slices=1))
+    c = p.condition([0, 2])
+    assert c.shape == (2, 2, 160, 160) and c.dtype == np.float32
+    np.testing.assert_array_equal(c[0, 0], p.x[0])  # below the first slice: itself
+    np.testing.assert_array_equal(c[0, 1], p.x[1])
+    np.testing.assert_array_equal(c[1, 0], p.x[1])
+    np.testing.assert_array_equal(c[1, 1], p.x[3])
+    pm = prepare(h.image, PreprocessPlan(mirror_channel=True, context_slices=1))
+    cm = pm.condition([2])
+    assert cm.shape == (1, 3, 160, 160)
+    np.testing.assert_array_equal(cm[0, 0], pm.mirror[2])
+    np.testing.assert_array_equal(cm[0, 1:], c[1])
 
 
 def test_prepare_gives_the_mirror_channel_only_when_the_plan_asks():

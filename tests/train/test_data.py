@@ -184,13 +184,44 @@ def test_labelled_case_the_head_check_would_refuse_still_trains(tmp_path, monkey
 def test_a_mirror_plan_trains_on_image_and_mirror_patches(tiny_dataset):
     plan = PreprocessPlan(spacing_mm=5.0, size=32, mirror_channel=True)
     cases = [D.load_case(c, plan) for c in D.find_cases(tiny_dataset)]
-    assert all(c.m is not None and c.m.shape == c.x.shape and c.m.dtype == np.float16 for c in cases)
+    assert all(c.m is not None and c.m.shape == (c.x.shape[0], 1) + c.x.shape[1:] and c.m.dtype == np.float16 for c in cases)
     s = D.stack_cases(cases)
     x, y, b = D.PatchSampler(s, 0, 0.5, seed=1).sample(6)  # whole slices: both channels come from one slice
     assert x.shape == (6, 2, 32, 32)
     for i in range(6):
         n = [k for k in range(s.n_slices) if np.array_equal(s.x[k].astype(np.float32), x[i, 0])][0]
-        assert np.array_equal(s.m[n].astype(np.float32), x[i, 1])
+        assert np.array_equal(s.m[n, 0].astype(np.float32), x[i, 1])
         assert np.all(x[i, 1][b[i] == 0] == -1.0)
-    with pytest.raises(ValueError, match="with and without a mirror channel"):
+    with pytest.raises(ValueError, match="with and without conditioning channels"):
         D.stack_cases([cases[0], D.load_case(D.find_cases(tiny_dataset)[1], PLAN)])
+
+
+def test_a_context_plan_trains_on_each_slice_with_its_neighbours_either_way_round(tiny_dataset):
+    """plan.context_slices = 1: every patch carries the model slices below and above it (taken from
+    the whole prepared volume, as inference takes them), in reverse order for about half the patches."""
+    from sdpm_cli.preprocess import prepare
+    from sdpm_cli.ingest import load_study
+
+    plan = PreprocessPlan(spacing_mm=5.0, size=32, context_slices=1)
+    case = D.find_cases(tiny_dataset)[0]
+    arrays = D.load_case(case, plan)
+    assert arrays.m.shape == (arrays.x.shape[0], 2) + arrays.x.shape[1:]
+    full = prepare(load_study(case.image, anatomy=False).image, plan).x
+    kept = [next(z for z in range(full.shape[0]) if np.array_equal(full[z].astype(np.float16), arrays.x[i]))
+            for i in range(arrays.x.shape[0])]
+    for i, z in enumerate(kept):
+        below, above = full[max(z - 1, 0)], full[min(z + 1, full.shape[0] - 1)]
+        assert np.array_equal(arrays.m[i, 0], below.astype(np.float16)) and np.array_equal(arrays.m[i, 1], above.astype(np.float16))
+    s = D.stack_cases([arrays])
+    x, _, _ = D.PatchSampler(s, 0, 0.0, seed=2, context_slices=1).sample(40)
+    assert x.shape == (40, 3, 32, 32)
+    ways = []
+    for i in range(40):
+        n = [k for k in range(s.n_slices) if np.array_equal(s.x[k].astype(np.float32), x[i, 0])][0]
+        nb = s.m[n].astype(np.float32)
+        if np.array_equal(nb[0], nb[1]):
+            continue  # both neighbours alike (no brain beside it): the order cannot show
+        same, turned = np.array_equal(x[i, 1:], nb), np.array_equal(x[i, 1:], nb[::-1])
+        assert same or turned
+        ways.append(same)
+    assert 0 < sum(ways) < len(ways)  # both orders occur

@@ -167,3 +167,42 @@ def test_mirror_channel_trains_segments_and_can_be_added_to_a_model(tiny_dataset
     assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa if k != stem)
     _, head = load_checkpoint(tmp_path / "b" / "model.pt")
     assert head["preprocess"]["mirror_channel"] is True and head["architecture"]["cond_channels"] == 1
+
+
+def test_context_slices_can_be_added_to_a_model_and_segment(tiny_dataset, tmp_path):
+    """--context-slices 1 on a model trained without it: two zero stem channels, so training starts
+    from exactly that model; the result reads its neighbours through the pipeline. A mirror channel
+    cannot be added after them (its channel comes first)."""
+    import SimpleITK as sitk
+
+    from sdpm_cli.pipeline import load_model, segment_study
+    from sdpm_cli.train.loop import apply_init
+
+    base = train(tiny_config(tiny_dataset, tmp_path / "a", steps=4))
+    init = tmp_path / "a" / "model.pt"
+    cfg = apply_init(tiny_config(tiny_dataset, tmp_path / "b", steps=3, net={}, plan={"context_slices": 1},
+                                 init=str(init), lr_init=1e-30, lr_min=0.0))
+    assert cfg.net["cond_channels"] == 2 and cfg.plan["context_slices"] == 1
+    widened = train(cfg)
+    sa, sb = base.net.state_dict(), widened.net.state_dict()
+    stem = "encoder.stem.weight"
+    assert torch.allclose(sb[stem][:, :1], sa[stem], atol=1e-6) and bool(sb[stem][:, 1:].abs().max() < 1e-20)
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa if k != stem)
+    lm, _ = load_model(tmp_path / "b" / "model.pt", "cpu")
+    assert lm.plan.context_slices == 1
+
+    class _Study:
+        image = sitk.ReadImage(str(next((tiny_dataset / "imagesTr").iterdir())))
+        warnings: list = []
+
+        class series:
+            uid = "1.2.3"
+
+    seg = segment_study(_Study(), model=lm, mode="out", seed=0)
+    assert sitk.GetArrayFromImage(seg.labels).shape == sitk.GetArrayFromImage(_Study.image).shape
+    with pytest.raises(UsageError, match="mirror channel cannot be added"):
+        apply_init(tiny_config(tiny_dataset, tmp_path / "c", net={}, plan={"mirror_channel": True},
+                               init=str(tmp_path / "b" / "model.pt")))
+    with pytest.raises(UsageError, match="number is fixed"):
+        apply_init(tiny_config(tiny_dataset, tmp_path / "c", net={}, plan={"context_slices": 2},
+                               init=str(tmp_path / "b" / "model.pt")))
