@@ -173,10 +173,7 @@ def load_case(case: TrainCase, plan, cache_dir: Optional[Path] = None) -> CaseAr
         try:
             with np.load(entry) as z:
                 if str(z["key"]) == key:
-                    m = z["m"] if "m" in z else None
-                    if m is not None and m.ndim == 3:  # an entry of a one-channel (mirror) plan
-                        m = m[:, None]
-                    return CaseArrays(case.case, z["x"], z["y"], z["brain"], key, int(z["lost"]), m)
+                    return CaseArrays(case.case, z["x"], z["y"], z["brain"], key, int(z["lost"]), z["m"] if "m" in z else None)
         except (OSError, KeyError, ValueError):
             log.debug("cache entry %s unreadable; rebuilding", entry)
     arrays = prepare_case(case, plan)

@@ -128,20 +128,11 @@ def test_init_fine_tunes_from_a_model_and_records_it(tiny_dataset, tmp_path):
         apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(tmp_path / "missing.pt")))
 
 
-def test_mirror_channel_trains_segments_and_can_be_added_to_a_model(tiny_dataset, tmp_path):
-    """--mirror-channel: a model trained with the mirror image as a second input segments through
-    the pipeline; added to a model trained without it, training starts from exactly that model."""
+def _segments_a_training_image(lm, tiny_dataset) -> None:
+    """The loaded model segments a training image through the pipeline, on that image's grid."""
     import SimpleITK as sitk
 
-    from sdpm_cli.model.checkpoint import load_checkpoint
-    from sdpm_cli.pipeline import load_model, segment_study
-    from sdpm_cli.train.loop import apply_init
-
-    mirror = train(tiny_config(tiny_dataset, tmp_path / "m", steps=4, plan={"spacing_mm": 5.0, "size": 32, "mirror_channel": True},
-                               net={**TINY_NET, "cond_channels": 1}))
-    assert mirror.net.cfg.cond_channels == 1
-    lm, _ = load_model(tmp_path / "m" / "model.pt", "cpu")
-    assert lm.plan.mirror_channel
+    from sdpm_cli.pipeline import segment_study
 
     class _Study:
         image = sitk.ReadImage(str(next((tiny_dataset / "imagesTr").iterdir())))
@@ -152,6 +143,22 @@ def test_mirror_channel_trains_segments_and_can_be_added_to_a_model(tiny_dataset
 
     seg = segment_study(_Study(), model=lm, mode="out", seed=0)
     assert sitk.GetArrayFromImage(seg.labels).shape == sitk.GetArrayFromImage(_Study.image).shape
+
+
+def test_mirror_channel_trains_segments_and_can_be_added_to_a_model(tiny_dataset, tmp_path):
+    """--mirror-channel: a model trained with the mirror image as a second input segments through
+    the pipeline; added to a model trained without it, training starts from exactly that model."""
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.pipeline import load_model
+    from sdpm_cli.train.loop import apply_init
+
+    mirror = train(tiny_config(tiny_dataset, tmp_path / "m", steps=4, plan={"spacing_mm": 5.0, "size": 32, "mirror_channel": True},
+                               net={**TINY_NET, "cond_channels": 1}))
+    assert mirror.net.cfg.cond_channels == 1
+    lm, _ = load_model(tmp_path / "m" / "model.pt", "cpu")
+    assert lm.plan.mirror_channel
+
+    _segments_a_training_image(lm, tiny_dataset)
     with pytest.raises(UsageError, match="conditioning channel"):
         train(tiny_config(tiny_dataset, tmp_path / "bad", steps=1, plan={"spacing_mm": 5.0, "size": 32, "mirror_channel": True}))
 
@@ -173,9 +180,7 @@ def test_context_slices_can_be_added_to_a_model_and_segment(tiny_dataset, tmp_pa
     """--context-slices 1 on a model trained without it: two zero stem channels, so training starts
     from exactly that model; the result reads its neighbours through the pipeline. A mirror channel
     cannot be added after them (its channel comes first)."""
-    import SimpleITK as sitk
-
-    from sdpm_cli.pipeline import load_model, segment_study
+    from sdpm_cli.pipeline import load_model
     from sdpm_cli.train.loop import apply_init
 
     base = train(tiny_config(tiny_dataset, tmp_path / "a", steps=4))
@@ -191,15 +196,7 @@ def test_context_slices_can_be_added_to_a_model_and_segment(tiny_dataset, tmp_pa
     lm, _ = load_model(tmp_path / "b" / "model.pt", "cpu")
     assert lm.plan.context_slices == 1
 
-    class _Study:
-        image = sitk.ReadImage(str(next((tiny_dataset / "imagesTr").iterdir())))
-        warnings: list = []
-
-        class series:
-            uid = "1.2.3"
-
-    seg = segment_study(_Study(), model=lm, mode="out", seed=0)
-    assert sitk.GetArrayFromImage(seg.labels).shape == sitk.GetArrayFromImage(_Study.image).shape
+    _segments_a_training_image(lm, tiny_dataset)
     with pytest.raises(UsageError, match="mirror channel cannot be added"):
         apply_init(tiny_config(tiny_dataset, tmp_path / "c", net={}, plan={"mirror_channel": True},
                                init=str(tmp_path / "b" / "model.pt")))
