@@ -108,8 +108,6 @@ def _prepare_one(args) -> str:
 def phase_data(a, log: Path, deadline: float) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
-    from sdpm_cli.pipeline import load_model
-    from sdpm_cli.preprocess import PreprocessPlan
     from sdpm_cli.train.data import find_cases
 
     data, workers = Path(a.data_dir), str(a.workers)
@@ -127,7 +125,7 @@ def phase_data(a, log: Path, deadline: float) -> dict:
         out[name] = {"rc": rc, "s": round(time.perf_counter() - t, 1)}
         if rc != 0:
             raise SystemExit(f"sdpm synth {name} failed (rc {rc}); see the log")
-    plan = train_plan(a, load_model(a.init, "cpu")[0].plan if a.init else PreprocessPlan())
+    plan = train_plan(a)
     cases = find_cases(data / "trainG")
     t = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
@@ -136,17 +134,14 @@ def phase_data(a, log: Path, deadline: float) -> dict:
     return out
 
 
-def train_plan(a, base):
-    """The plan `sdpm train` will train with (the base model's plus the requested input channels), so
-    that the cases prepared here in parallel are the cache entries training looks up."""
+def train_plan(a):
+    """The plan `sdpm train` will train with, derived by its own code (the init model's plus the
+    requested inputs), so that the cases prepared here in parallel are the entries training looks up."""
     from sdpm_cli.preprocess import PreprocessPlan
+    from sdpm_cli.train.loop import TrainConfig, apply_init, with_inputs
 
-    d = base.to_dict()
-    if a.mirror_channel:
-        d["mirror_channel"] = True
-    if a.context_slices:
-        d["context_slices"] = a.context_slices
-    return PreprocessPlan.from_dict(d)
+    cfg = with_inputs({**TrainConfig().to_dict(), "init": a.init or ""}, a.mirror_channel, a.context_slices)
+    return PreprocessPlan.from_dict(apply_init(TrainConfig.from_dict(cfg)).plan)
 
 
 def recipe_args(a) -> list[str]:

@@ -70,7 +70,7 @@ def train_cmd(
 ) -> None:
     from sdpm_cli.train import TrainConfig, train
     from sdpm_cli.train.ddp import env_world
-    from sdpm_cli.train.loop import _load_state, apply_init
+    from sdpm_cli.train.loop import _load_state, apply_init, with_inputs
 
     base = TrainConfig.from_dict(_load_state(resume)["config"]) if resume is not None else TrainConfig()
     given = {
@@ -88,19 +88,11 @@ def train_cmd(
         cfg["net"] = {**cfg["net"], **scaled_widths(width)}
     if rotate_deg is not None:
         cfg["augment"] = {**cfg["augment"], "rotate_deg": float(rotate_deg)}
-    if mirror_channel:
-        cfg["plan"] = {**cfg["plan"], "mirror_channel": True}
-        if init is None:
-            cfg["net"] = {**cfg["net"], "cond_channels": 1}
-    if context_slices:
-        cfg["plan"] = {**cfg["plan"], "context_slices": int(context_slices)}
-        if init is None:
-            cfg["net"] = {**cfg["net"], "cond_channels": int(cfg["net"].get("cond_channels", 0) or 0) + 2 * int(context_slices)}
     if init is not None:
         if resume is not None:
             raise UsageError("--init starts a new run; --resume continues one (its init is in the checkpoint)")
         cfg["init"] = str(init)
-    config = apply_init(TrainConfig.from_dict(cfg))
+    config = apply_init(TrainConfig.from_dict(with_inputs(cfg, mirror_channel, context_slices or 0)))
 
     rank = env_world()[0]
     main = rank == 0

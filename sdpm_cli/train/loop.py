@@ -234,6 +234,21 @@ def _load_state(path: Path) -> dict:
     return state
 
 
+def with_inputs(cfg: dict, mirror_channel: bool = False, context_slices: int = 0) -> dict:
+    """A TrainConfig dict with the requested conditioning inputs in its plan; without `init` the
+    network gets their channels here, with one `apply_init` widens the init model instead."""
+    plan, net = dict(cfg.get("plan") or {}), dict(cfg.get("net") or {})
+    if mirror_channel:
+        plan["mirror_channel"] = True
+        if not cfg.get("init"):
+            net["cond_channels"] = 1
+    if context_slices:
+        plan["context_slices"] = int(context_slices)
+        if not cfg.get("init"):
+            net["cond_channels"] = int(net.get("cond_channels", 0) or 0) + 2 * int(context_slices)
+    return {**cfg, "plan": plan, "net": net}
+
+
 def apply_init(cfg: TrainConfig) -> TrainConfig:
     """Fill architecture, preprocessing plan and T from the `init` model (what fine-tuning must keep)."""
     if not cfg.init:

@@ -23,8 +23,8 @@ import gpu_session as gs  # noqa: E402
 SHIPPED = REPO / "models" / "sdpm-default.pt"
 
 
-def _args(context: int, mirror: bool) -> argparse.Namespace:
-    return argparse.Namespace(context_slices=context, mirror_channel=mirror, rotate_deg=15.0)
+def _args(context: int, mirror: bool, init: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(context_slices=context, mirror_channel=mirror, rotate_deg=15.0, init=init)
 
 
 @pytest.mark.parametrize("context,mirror", [(0, False), (1, False), (2, False), (0, True), (1, True)])
@@ -32,26 +32,23 @@ def test_from_scratch_the_prepared_plan_is_the_trained_one(context, mirror):
     a = _args(context, mirror)
     # what `sdpm train` puts in its config for these options without --init (commands/train.py)
     plan = {**({"mirror_channel": True} if mirror else {}), **({"context_slices": context} if context else {})}
-    assert gs.train_plan(a, PreprocessPlan()) == PreprocessPlan.from_dict(plan)
+    assert gs.train_plan(a) == PreprocessPlan.from_dict(plan)
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped model")
 @pytest.mark.parametrize("context", [0, 1, 3])
 def test_fine_tuning_the_prepared_plan_is_the_one_apply_init_derives(context):
-    from sdpm_cli.pipeline import load_model
-
-    a = _args(context, False)
-    base = load_model(SHIPPED, "cpu")[0].plan
+    a = _args(context, False, str(SHIPPED))
     cfg = apply_init(TrainConfig.from_dict({**TrainConfig().to_dict(), "init": str(SHIPPED),
                                             "plan": {"context_slices": context} if context else {}}))
-    assert gs.train_plan(a, base) == PreprocessPlan.from_dict(cfg.plan)
-    assert gs.train_plan(a, base).context_slices == context
+    assert gs.train_plan(a) == PreprocessPlan.from_dict(cfg.plan)
+    assert gs.train_plan(a).context_slices == context
 
 
 def test_the_recipe_reaches_the_training_command():
     a = _args(1, True)
     a.data_dir, a.batch, a.patch, a.width, a.lr, a.lr_min, a.lesion_fraction = "d", 32, 112, 32, 1e-3, 6e-5, 0.4
-    a.cache, a.device, a.init = "c", "cuda", None
+    a.cache, a.device = "c", "cuda"
     cmd = gs._train_cmd(a, Path("m.pt"), 10, [])
     assert cmd[cmd.index("--context-slices") + 1] == "1"
     assert cmd[cmd.index("--rotate-deg") + 1] == "15.0"
