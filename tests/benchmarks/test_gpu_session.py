@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sdpm_cli.errors import UsageError
 from sdpm_cli.preprocess import PreprocessPlan
 from sdpm_cli.train.loop import TrainConfig, apply_init
 
@@ -35,14 +36,29 @@ def test_from_scratch_the_prepared_plan_is_the_trained_one(context, mirror):
     assert gs.train_plan(a) == PreprocessPlan.from_dict(plan)
 
 
+def _shipped_context() -> int:
+    from sdpm_cli.model.checkpoint import read_header
+
+    return int(read_header(SHIPPED)["preprocess"].get("context_slices", 0))
+
+
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped model")
 @pytest.mark.parametrize("context", [0, 1, 3])
 def test_fine_tuning_the_prepared_plan_is_the_one_apply_init_derives(context):
     a = _args(context, False, str(SHIPPED))
-    cfg = apply_init(TrainConfig.from_dict({**TrainConfig().to_dict(), "init": str(SHIPPED),
-                                            "plan": {"context_slices": context} if context else {}}))
+    k = _shipped_context()  # the neighbours the shipped model already reads (1 since 2026-12-07)
+    cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), "init": str(SHIPPED),
+                                 "plan": {"context_slices": context} if context else {}})
+    if k and context and context != k:
+        # a model's number of neighbours is fixed: training refuses, and so does the session, before any work
+        with pytest.raises(UsageError, match="neighbouring slices"):
+            apply_init(cfg)
+        with pytest.raises(UsageError, match="neighbouring slices"):
+            gs.train_plan(a)
+        return
+    cfg = apply_init(cfg)
     assert gs.train_plan(a) == PreprocessPlan.from_dict(cfg.plan)
-    assert gs.train_plan(a).context_slices == context
+    assert gs.train_plan(a).context_slices == (context or k)  # 0 asks for nothing: the model's own
 
 
 def test_the_recipe_reaches_the_training_command():
