@@ -56,9 +56,9 @@ def test_fine_tuning_the_prepared_plan_is_the_one_apply_init_derives(context):
         with pytest.raises(UsageError, match="neighbouring slices"):
             gs.train_plan(a)
         return
-    cfg = apply_init(cfg)
-    assert gs.train_plan(a) == PreprocessPlan.from_dict(cfg.plan)
-    assert gs.train_plan(a).context_slices == (context or k)  # 0 asks for nothing: the model's own
+    plan = gs.train_plan(a)
+    assert plan == PreprocessPlan.from_dict(apply_init(cfg).plan)
+    assert plan.context_slices == (context or k)  # 0 asks for nothing: the model's own
 
 
 def test_the_recipe_reaches_the_training_command():
