@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="at most this many studies per set (0 = all)")
     ap.add_argument("--gates", default="0.2:25", help="comma-separated variants against the ungated fp32 run: "
-                    "THRESHOLD:AREA_MM2 (a gate), bf16 (no gate, bf16 network), or bf16+THRESHOLD:AREA_MM2")
+                    "THRESHOLD:AREA_MM2[:MARGIN_SLICES] (a gate; margin default the config's), bf16 (no gate, "
+                    "bf16 network), or bf16+THRESHOLD:AREA_MM2[:MARGIN_SLICES]")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -65,8 +66,10 @@ def main() -> None:
                 gate = g.split("+", 1)[1] if "+" in g else ("" if g == "bf16" else g)
                 over = {}
                 if gate:
-                    thr, area = (float(v) for v in gate.split(":"))
-                    over = {"gate_threshold": thr, "gate_min_area_mm2": area}
+                    parts = gate.split(":")
+                    over = {"gate_threshold": float(parts[0]), "gate_min_area_mm2": float(parts[1])}
+                    if len(parts) > 2:
+                        over["gate_margin"] = int(parts[2])
                 t0 = time.perf_counter()
                 seg = segment_study(study, model=lm, mode=args.mode, seed=0, gating=bool(gate), precision=precision,
                                     sampler_overrides=over)
