@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # rim_growth.py, real_slices.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cached_out.py, rim_growth.py beside this file
+from cached_out import phantom_studies, real_slices  # noqa: E402
 from common import dump  # noqa: E402
-from rim_growth import _dice, _segmented  # noqa: E402
+from rim_growth import _dice  # noqa: E402
 
 
 def case_row(pred: np.ndarray, truth: np.ndarray, brain: np.ndarray, voxel_ml: float, classes) -> dict:
@@ -58,10 +59,8 @@ def summary(rows: list[dict], classes) -> dict:
 
 
 def main(argv=None) -> int:
-    import SimpleITK as sitk
     import torch
 
-    from sdpm_cli.evaluate.cases import dataset_cases
     from sdpm_cli.labels import CLASSES
     from sdpm_cli.pipeline import load_model
 
@@ -69,36 +68,20 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--set", action="append", default=[], help="NAME=FOLDER (nnU-Net layout); a name may repeat")
     ap.add_argument("--real", action="store_true", help="also the 12 real slices (hemorrhage only, as stored)")
-    ap.add_argument("--cache", type=Path, default=None, help="each study's out mask and brain mask (rim_growth.py's)")
+    ap.add_argument("--cache", type=Path, default=None, help="each study's out mask and brain mask (cached_out.py; shared with rim_growth.py)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     lm = load_model(a.model, "cpu")[0]
     rows: dict[str, list] = {}
-    for spec in a.set:
-        name, folder = spec.split("=", 1)
-        for pair in dataset_cases(Path(folder), "test"):
-            img = sitk.ReadImage(str(pair.image))
-            try:
-                d = _segmented(lm, pair.image, a.cache, f"{Path(folder).name}__{pair.case}")
-            except Exception as exc:  # a study the ingest refuses is not scored (as in sdpm evaluate)
-                print(name, pair.case, "not scored:", str(exc).splitlines()[0], flush=True)
-                continue
-            truth = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.truth)))
-            r = {"set": name, "case": pair.case, **case_row(d["pred"], truth, d["brain"], float(np.prod(img.GetSpacing())) / 1000.0, CLASSES)}
-            rows.setdefault(name, []).append(r)
-    if a.real:
-        import real_slices as rs
-
-        mid = rs.N_REPEAT // 2
-        for case, ct, mask in rs.cases():
-            col = rs.column(rs.read_slice(ct))
-            truth = (sitk.GetArrayFromImage(rs.column(rs.read_slice(mask), 1))[0] > 0).astype(np.uint8) * 2
-            d = _segmented(lm, None, a.cache, f"real__{case}", study=rs._ColumnStudy(col, case))
-            r = {"set": "real slices", "case": case,
-                 **case_row(d["pred"][mid], truth, d["brain"][mid], float(np.prod(col.GetSpacing())) / 1000.0, {2: "hemorrhage"})}
-            rows.setdefault("real slices", []).append(r)
+    for name, case, img, truth, d in phantom_studies(lm, a.set, a.cache):
+        vml = float(np.prod(img.GetSpacing())) / 1000.0
+        rows.setdefault(name, []).append({"set": name, "case": case, **case_row(d["pred"], truth, d["brain"], vml, CLASSES)})
+    for case, img, truth, d in (real_slices(lm, a.cache) if a.real else ()):
+        vml = float(np.prod(img.GetSpacing())) / 1000.0
+        rows.setdefault("real slices", []).append(
+            {"set": "real slices", "case": case, **case_row(d["pred"][0], truth.astype(np.uint8) * 2, d["brain"][0], vml, {2: "hemorrhage"})})
     table = {name: summary(rs_, CLASSES if name != "real slices" else {2: "hemorrhage"}) for name, rs_ in rows.items()}
     print("| set | class | studies with it | truth mL | share outside the brain mask | Dice | Dice vs the truth inside the mask |")
     print("|---|---|---|---|---|---|---|")

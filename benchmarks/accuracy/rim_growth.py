@@ -30,7 +30,8 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_slices.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cached_out.py beside this file
+from cached_out import phantom_studies, real_slices  # noqa: E402
 from common import dump  # noqa: E402
 
 HEMORRHAGE = 2
@@ -108,29 +109,10 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(dice(a, b))
 
 
-def _segmented(lm, image, cache: Optional[Path], key: str, study=None) -> dict:
-    """`out` labels and the skull-based brain mask on the study grid (cached as .npz)."""
-    import SimpleITK as sitk
-
-    from sdpm_cli.pipeline import segment_study
-
-    f = cache / f"{key}.npz" if cache else None
-    if f is not None and f.exists():
-        return dict(np.load(f))
-    seg = segment_study(study if study is not None else image, model=lm, mode="out", seed=0)
-    d = {"pred": sitk.GetArrayFromImage(seg.labels).astype(np.uint8),
-         "brain": sitk.GetArrayFromImage(seg.brain).astype(np.uint8)}
-    if f is not None:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(f, **d)
-    return d
-
-
 def main(argv=None) -> int:
     import SimpleITK as sitk
     import torch
 
-    from sdpm_cli.evaluate.cases import dataset_cases
     from sdpm_cli.pipeline import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -150,41 +132,28 @@ def main(argv=None) -> int:
     names = ["none" if r is None else f"{r.max_hu:g}HU/{r.max_mm:g}mm" for r in rules]
     scores: dict = {n: {} for n in names}
     per_case = []
-    for spec in a.set:
-        name, folder = spec.split("=", 1)
-        for pair in dataset_cases(Path(folder), "test"):
-            img = sitk.ReadImage(str(pair.image))
-            d = _segmented(lm, pair.image, a.cache, f"{Path(folder).name}__{pair.case}")
-            hu = sitk.GetArrayViewFromImage(img)
-            truth = sitk.GetArrayFromImage(sitk.ReadImage(str(pair.truth))) == HEMORRHAGE
-            vml = float(np.prod(img.GetSpacing())) / 1000.0
-            row = {"set": name, "case": pair.case, "truth_ml": float(truth.sum()) * vml,
-                   "truth_outside_brain": float((truth & (d["brain"] == 0)).sum() / max(1, truth.sum()))}
-            for n, r in zip(names, rules):
-                p = grow_to_inner_table(d["pred"], hu, d["brain"], img.GetSpacing(), r) == HEMORRHAGE
-                v = _dice(p, truth) if truth.any() else float(p.sum()) * vml
-                row[n] = v
-                scores[n].setdefault(f"{name} Dice" if truth.any() else f"{name} FP mL", []).append(v)
-            per_case.append(row)
-            print(name, pair.case, f"truth {row['truth_ml']:.1f} mL, {100 * row['truth_outside_brain']:.0f}% outside the brain mask:",
-                  " ".join(f"{n} {row[n]:.3f}" for n in names[:4]), flush=True)
-    if a.real:
-        import real_slices as rs
-
-        mid = rs.N_REPEAT // 2
-        for case, ct, mask in rs.cases():
-            col = rs.column(rs.read_slice(ct))
-            truth = sitk.GetArrayFromImage(rs.column(rs.read_slice(mask), 1))[0] > 0
-            d = _segmented(lm, None, a.cache, f"real__{case}", study=rs._ColumnStudy(col, case))
-            hu = sitk.GetArrayViewFromImage(col)
-            row = {"set": "real", "case": case}
-            for n, r in zip(names, rules):
-                p = grow_to_inner_table(d["pred"][mid - 1 : mid + 2], hu[mid - 1 : mid + 2], d["brain"][mid - 1 : mid + 2],
-                                        col.GetSpacing(), r)[1] == HEMORRHAGE
-                row[n] = _dice(p, truth)
-                scores[n].setdefault("real Dice", []).append(row[n])
-            per_case.append(row)
-            print("real", case, " ".join(f"{n} {row[n]:.3f}" for n in names[:4]), flush=True)
+    for name, case, img, labels, d in phantom_studies(lm, a.set, a.cache):
+        hu = sitk.GetArrayViewFromImage(img)
+        truth = labels == HEMORRHAGE
+        vml = float(np.prod(img.GetSpacing())) / 1000.0
+        row = {"set": name, "case": case, "truth_ml": float(truth.sum()) * vml,
+               "truth_outside_brain": float((truth & (d["brain"] == 0)).sum() / max(1, truth.sum()))}
+        for n, r in zip(names, rules):
+            p = grow_to_inner_table(d["pred"], hu, d["brain"], img.GetSpacing(), r) == HEMORRHAGE
+            v = _dice(p, truth) if truth.any() else float(p.sum()) * vml
+            row[n] = v
+            scores[n].setdefault(f"{name} Dice" if truth.any() else f"{name} FP mL", []).append(v)
+        per_case.append(row)
+        print(name, case, f"truth {row['truth_ml']:.1f} mL, {100 * row['truth_outside_brain']:.0f}% outside the brain mask:",
+              " ".join(f"{n} {row[n]:.3f}" for n in names[:4]), flush=True)
+    for case, img, truth, d in (real_slices(lm, a.cache) if a.real else ()):
+        hu = sitk.GetArrayViewFromImage(img)
+        row = {"set": "real", "case": case}
+        for n, r in zip(names, rules):
+            row[n] = _dice(grow_to_inner_table(d["pred"], hu, d["brain"], img.GetSpacing(), r)[0] == HEMORRHAGE, truth)
+            scores[n].setdefault("real Dice", []).append(row[n])
+        per_case.append(row)
+        print("real", case, " ".join(f"{n} {row[n]:.3f}" for n in names[:4]), flush=True)
     table = {n: {k: float(np.mean(v)) for k, v in sorted(s.items())} for n, s in scores.items()}
     for n in names:
         print(f"{n:>12}", "  ".join(f"{k} {v:.4f}" for k, v in table[n].items()))
