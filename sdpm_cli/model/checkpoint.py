@@ -134,3 +134,39 @@ def update_header(path, updates: dict[str, Any], out=None, force: bool = False) 
     header.update({k: v for k, v in updates.items() if k not in fixed})
     same_file = out is None or Path(out).resolve() == Path(path).resolve()
     return save_checkpoint(path if out is None else out, net, header, force=force or same_file)
+
+
+def average_checkpoints(paths, out, header: dict[str, Any] | None = None, force: bool = False) -> Path:
+    """Write the weight average of checkpoints of one architecture (a "model soup") to `out`.
+
+    Every floating-point tensor is the arithmetic mean of the inputs' (summed in input order, then
+    divided: the same bytes as `torch.stack(...).mean(0)`); other tensors are taken from the first.
+    The header is the first input's with `header` applied and a note naming the inputs' digests;
+    averaging fine-tunes of one starting point is how the default of 2026-12-07 (p3avg) was made.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ModelError("averaging needs at least two checkpoints")
+    net, first = load_checkpoint(paths[0])
+    states = [net.state_dict()]
+    digests = [first["sha256"]]
+    for p in paths[1:]:
+        other, h = load_checkpoint(p)
+        if h["architecture"] != first["architecture"]:
+            raise ModelError(f"{p.name} has another architecture than {paths[0].name}: weights cannot be averaged")
+        states.append(other.state_dict())
+        digests.append(h["sha256"])
+    avg = {}
+    for name, t in states[0].items():
+        if t.is_floating_point():
+            acc = t.detach().clone()
+            for s in states[1:]:
+                acc = acc + s[name]
+            avg[name] = acc / len(states)
+        else:
+            avg[name] = t
+    net.load_state_dict(avg, strict=True)
+    head = {k: v for k, v in first.items() if k not in ("sha256",)}
+    head["averaged_from"] = digests
+    head.update(header or {})
+    return save_checkpoint(out, net, head, force=force)

@@ -160,3 +160,44 @@ def test_weights_not_matching_the_architecture(tmp_path):
     _rewrite(p, unknown)
     with pytest.raises(ModelError, match="unusable architecture"):
         load_checkpoint(p)
+
+
+def test_average_checkpoints_is_the_mean_of_every_weight(tmp_path):
+    from sdpm_cli.model.checkpoint import average_checkpoints
+
+    paths = []
+    for seed in (0, 1, 2):
+        p = tmp_path / f"m{seed}.pt"
+        save_checkpoint(p, _net(seed), {"name": f"m{seed}", "preprocess": {"size": 160}})
+        paths.append(p)
+    out = average_checkpoints(paths[:2], tmp_path / "avg.pt", {"name": "soup"})
+    net, head = load_checkpoint(out)
+    a, b = _net(0).state_dict(), _net(1).state_dict()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, (a[k] + b[k]) / 2), k
+    assert head["name"] == "soup" and head["preprocess"] == {"size": 160}
+    assert head["averaged_from"] == [read_header(paths[0])["sha256"], read_header(paths[1])["sha256"]]
+    three, _ = load_checkpoint(average_checkpoints(paths, tmp_path / "avg3.pt"))
+    c = _net(2).state_dict()
+    k = next(iter(c))
+    assert torch.allclose(three.state_dict()[k], (a[k] + b[k] + c[k]) / 3)
+    # one checkpoint with itself is itself, bit for bit
+    same, _ = load_checkpoint(average_checkpoints([paths[0], paths[0]], tmp_path / "same.pt"))
+    assert weights_sha256(same.state_dict()) == read_header(paths[0])["sha256"]
+
+
+def test_average_checkpoints_refuses_what_cannot_be_averaged(tmp_path):
+    from sdpm_cli.model.checkpoint import average_checkpoints
+
+    p0 = _save(tmp_path, "a.pt")
+    other = tmp_path / "wide.pt"
+    save_checkpoint(other, SDPMNet(NetConfig(widths=(8, 24), decoder_widths=(8, 8), time_dim=16, groups=4)))
+    with pytest.raises(ModelError, match="another architecture"):
+        average_checkpoints([p0, other], tmp_path / "x.pt")
+    with pytest.raises(ModelError, match="at least two"):
+        average_checkpoints([p0], tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+    average_checkpoints([p0, p0], tmp_path / "y.pt")
+    with pytest.raises(UsageError, match="output exists"):
+        average_checkpoints([p0, p0], tmp_path / "y.pt")  # no overwrite without force
+    average_checkpoints([p0, p0], tmp_path / "y.pt", force=True)
