@@ -17,12 +17,20 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def fp_on_lesion_free(per_case: Path) -> dict[str, float]:
-    vols: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+def lesion_free_volumes(per_case: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """{mode: {case: {class: predicted mL}}} over the lesion-free studies (named `free_...`) of an
+    `sdpm evaluate` per_case.csv: every volume there is false lesion."""
+    vols: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
     for r in csv.DictReader(per_case.open()):
         if r["case"].startswith("free_") and r["status"] == "ok":
-            vols[r["mode"]][r["case"]] += float(r["vol_pred_ml"] or 0)
-    return {m: sum(v.values()) / len(v) for m, v in vols.items() if v}
+            vols[r["mode"]][r["case"]][r["lesion_class"]] += float(r["vol_pred_ml"] or 0)
+    return vols
+
+
+def fp_on_lesion_free(per_case: Path) -> dict[str, float]:
+    """Mean false lesion (every class summed) per lesion-free study, per mode."""
+    return {m: sum(sum(c.values()) for c in v.values()) / len(v)
+            for m, v in lesion_free_volumes(per_case).items() if v}
 
 
 def rows(run: Path) -> list[str]:
