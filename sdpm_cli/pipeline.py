@@ -269,6 +269,8 @@ class Segmentation:
     # the anatomy's verdict on the header's orientation (preprocess.orientation; {} = not checked)
     orientation: dict = field(default_factory=dict)
     network_runtime: str = "torch"  # or "onnxruntime": the network through the model's ONNX companion
+    # reported infarcts as dark as CSF (postprocess.darkness; each also a warning): possibly old
+    dark_infarcts: list = field(default_factory=list)
 
     def probability_image(self) -> sitk.Image:
         """Per-voxel lesion probability as a 4-D-free stack: one float32 volume per class, last axis class."""
@@ -454,6 +456,15 @@ def segment_study(
     volumes = volumes_by_mode[mode]
     if not calibrated:
         warnings.append(f"this model carries no calibrated volume interval for mode '{mode}': volumes are given without one")
+    # the intracranial mask `prepare` made, for what judges lesions against it (location classes,
+    # the darkness check): one mask per study; a thin series read as slabs gets its slab's mask on
+    # every source slice (169 of 170 phantom lesions keep their class, benchmarks/accuracy/thin_location.py;
+    # computed per thin slice instead it was most of a thin study's report: 5.9 s on 259 slices)
+    brain_img = (prepared.set_source_geometry(sitk.GetImageFromArray(
+        prepared.brain_native if prepared.slabs is None else prepared.slabs.expand(prepared.brain_native)))
+        if given_brain is None else None)
+    dark = _dark_infarcts(labels, study.image, brain_img if inside is None else inside)
+    warnings += [d.warning() for d in dark]
     timings["postprocess_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return Segmentation(
@@ -477,14 +488,28 @@ def segment_study(
         stochastic_slices=len(acc.stochastic_slices),
         brain_slices=len(prepared.brain_slices),
         orientation=prepared.orientation.to_dict() if prepared.orientation is not None else {},
-        # the intracranial mask `prepare` made, for what judges lesions against it (location classes):
-        # one mask per study; a thin series read as slabs gets its slab's mask on every source slice
-        # (169 of 170 phantom lesions keep their class, benchmarks/accuracy/thin_location.py; computed
-        # per thin slice instead it was most of a thin study's report: 5.9 s on 259 slices)
-        brain=(prepared.set_source_geometry(sitk.GetImageFromArray(
-            prepared.brain_native if prepared.slabs is None else prepared.slabs.expand(prepared.brain_native)))
-               if given_brain is None else None),
+        brain=brain_img,
+        dark_infarcts=[d.to_dict() for d in dark],
     )
+
+
+def _dark_infarcts(labels: sitk.Image, image_hu: sitk.Image, brain) -> list:
+    """The reported infarcts as dark as CSF (postprocess.darkness): each gets a warning."""
+    from sdpm_cli.postprocess.darkness import dark_infarcts
+
+    lab = sitk.GetArrayViewFromImage(labels)
+    if brain is None or not (lab == 1).any():
+        return []
+    b = brain if isinstance(brain, np.ndarray) else sitk.GetArrayViewFromImage(brain)
+    hu = sitk.GetArrayViewFromImage(image_hu)
+    from sdpm_cli.preprocess.symmetry import midline
+
+    sx, sy = labels.GetSpacing()[:2]
+    lab, hu, b = np.asarray(lab), np.asarray(hu, dtype=np.float32), np.asarray(b) > 0
+    # the study's own midline on its own grid (0.4 s on 32 slices of 512 x 512; only when an infarct
+    # is reported): sulci and ventricles are dark on both sides, lost tissue on one
+    line = midline(hu, b, (sy, sx))
+    return dark_infarcts(lab, hu, b, voxel_volume_ml(labels), pixel_mm=(sy, sx), line=line)
 
 
 @dataclass
