@@ -48,9 +48,9 @@ def components(fam: str, case: str, hu: np.ndarray, truth: np.ndarray, pred: np.
     from sdpm_cli.labels import CONNECTIVITY_26
 
     rows = []
-    from sdpm_cli.preprocess.symmetry import midline
+    from sdpm_cli.postprocess.darkness import study_midline
 
-    line = midline(hu, brain > 0, pixel_mm) if (pred == 1).any() else None  # as the pipeline fits it
+    line = study_midline(hu, brain, pixel_mm) if (pred == 1).any() else None  # as the pipeline fits it
     found = infarct_darkness(pred, hu, brain, voxel_ml, pixel_mm, line)
     comp, _ = ndimage.label(pred == 1, structure=CONNECTIVITY_26)
     # infarct_darkness sorts by volume; match each to its component by voxel count and slices
