@@ -69,3 +69,19 @@ def test_interval_widens_when_the_input_is_noisier():
     if a.ci95_ml is not None:  # the shipped model carries a calibration for `out`
         assert a.ci95_ml[0] <= a.volume_ml <= a.ci95_ml[1] and b.ci95_ml[0] <= b.volume_ml <= b.ci95_ml[1]
         assert (b.ci95_ml[1] - b.ci95_ml[0]) > (a.ci95_ml[1] - a.ci95_ml[0])
+
+
+@pytest.mark.slow
+@pytest.mark.fixtures
+def test_real_head_infarct_in_an_old_looking_hypodensity_is_flagged(run_cli, tmp_path, dcm_qa_ct):
+    """The shipped model calls the real GE head's old-looking hypodensity infarct; the user is told
+    (postprocess.darkness), on the console and in the report, and the volume is left as measured."""
+    mask, report = tmp_path / "ge.nii.gz", tmp_path / "ge.json"
+    code, out, err = run_cli("segment", dcm_qa_ct / "GE", "--correct-tilt", "--resample-gaps", "--out", mask,
+                             "--report", report, "--quiet")
+    assert code == 0, err
+    rep = json.loads(report.read_text())
+    dark = [w for w in rep["warnings"] if "as dark as CSF" in w]
+    assert len(dark) == 1 and "cannot tell old from acute" in dark[0], rep["warnings"]
+    assert "as dark as CSF" in " ".join(err.split())
+    assert rep["volumes"]["infarct"]["volume_ml"] > 5  # warned, not removed
