@@ -113,6 +113,23 @@ REPORT_SCHEMA: dict = {
         },
         "series": {"type": "object"},
         "warnings": {"type": "array", "items": _STR},
+        # optional (postprocess.darkness): reported infarcts as dark as CSF where the other side is not -
+        # possibly old; each is also a warning
+        "dark_infarcts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["volume_ml", "csf_dark_share", "slices"],
+                "properties": {
+                    "volume_ml": {"type": "number", "minimum": 0},
+                    "median_hu": _NUM,
+                    "parenchyma_hu": _NUM,
+                    "csf_dark_share": {"type": "number", "minimum": 0, "maximum": 1},
+                    "asymmetric_csf_dark_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                    "slices": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                },
+            },
+        },
         # optional: the anatomy checks (ingest.anatomy): True = outside what the model was validated on
         "validated_domain": {
             "type": "object",
@@ -180,6 +197,9 @@ def schema_errors(value: Any, schema: Mapping, path: str = "$") -> list[str]:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and "minimum" in schema:
         if value < schema["minimum"]:
             errs.append(f"{path}: {value} is below {schema['minimum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "maximum" in schema:
+        if value > schema["maximum"]:
+            errs.append(f"{path}: {value} is above {schema['maximum']}")
     if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
         errs.append(f"{path}: {value!r} does not match {schema['pattern']}")
     if isinstance(value, list):
@@ -372,6 +392,7 @@ def build_report(
     created_utc: Optional[str] = None,
     interval_source: str = "",
     validated_domain: Optional[Mapping[str, Any]] = None,
+    dark_infarcts: Sequence[Mapping] = (),
 ) -> dict:
     """Assemble the report from explicit inputs (validated before it is returned).
 
@@ -412,6 +433,8 @@ def build_report(
     }
     if validated_domain:
         report["validated_domain"] = {**{k: False for k in DOMAIN_FLAGS}, **dict(validated_domain)}
+    if dark_infarcts:
+        report["dark_infarcts"] = [dict(d) for d in dark_infarcts]
     if include_phi and phi:
         report["phi"] = dict(phi)
     validate_report(report)
@@ -512,4 +535,5 @@ def report_from_segmentation(
         include_phi=include_phi,
         phi=phi,
         validated_domain=getattr(seg.study, "domain", None) or None,
+        dark_infarcts=getattr(seg, "dark_infarcts", ()) or (),
     )

@@ -85,3 +85,5 @@ def test_real_head_infarct_in_an_old_looking_hypodensity_is_flagged(run_cli, tmp
     assert len(dark) == 1 and "cannot tell old from acute" in dark[0], rep["warnings"]
     assert "as dark as CSF" in " ".join(err.split())
     assert rep["volumes"]["infarct"]["volume_ml"] > 5  # warned, not removed
+    (d,) = rep["dark_infarcts"]
+    assert d["asymmetric_csf_dark_share"] >= 0.15 and d["volume_ml"] <= rep["volumes"]["infarct"]["volume_ml"] + 0.01

@@ -175,3 +175,25 @@ def test_the_model_s_caveat_travels_with_the_report():
     validate_report(r)
     assert r["model"]["intended_use"] == "research" and r["model"]["caveat"] == "phantoms only"
     assert Validation.from_header({}) == Validation("", "")  # a locally trained model: nothing to say
+
+
+def test_dark_infarcts_are_carried_and_checked():
+    from sdpm_cli.postprocess.darkness import DarkInfarct
+
+    d = DarkInfarct(volume_ml=21.27, median_hu=17.0, parenchyma_hu=31.0, csf_share=0.362, slices=(21, 25),
+                    asymmetric_share=0.337)
+    r = make(dark_infarcts=[d.to_dict()])
+    validate_report(r)
+    assert r["dark_infarcts"] == [{"volume_ml": 21.27, "median_hu": 17.0, "parenchyma_hu": 31.0,
+                                   "csf_dark_share": 0.362, "asymmetric_csf_dark_share": 0.337, "slices": [21, 25]}]
+    assert "dark_infarcts" not in make()  # only when there is one
+    no_line = make(dark_infarcts=[DarkInfarct(1.0, 5.0, 30.0, 0.5, (0, 1)).to_dict()])
+    assert no_line["dark_infarcts"][0]["asymmetric_csf_dark_share"] is None
+    validate_report(no_line)
+    bad = copy.deepcopy(r)
+    bad["dark_infarcts"][0]["csf_dark_share"] = 1.5
+    with pytest.raises(ValueError, match="csf_dark_share"):
+        validate_report(bad)
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(r, REPORT_SCHEMA)
+    jsonschema.validate(no_line, REPORT_SCHEMA)
