@@ -24,7 +24,10 @@ from sdpm_cli.pipeline import LoadedModel, SegmentOptions, Segmentation, load_mo
 
 T = TypeVar("T")
 
-SUMMARY_FIELDS = ["study", "status", "exit_code", "error", "mask", "infarct_ml", "hemorrhage_ml", "runtime_s"]
+# dark_infarct_ml: the part of infarct_ml flagged as dark as CSF (postprocess.darkness: possibly old;
+# empty where the study was not segmented in this run)
+SUMMARY_FIELDS = ["study", "status", "exit_code", "error", "mask", "infarct_ml", "hemorrhage_ml", "dark_infarct_ml",
+                  "runtime_s"]
 MASK_NAME = "mask.nii.gz"
 
 
@@ -71,11 +74,14 @@ class StudyOutcome:
     runtime_s: float = 0.0
     line: str = ""
     segmentation: Optional[Segmentation] = None
+    dark_infarct_ml: Optional[float] = None  # infarct mL flagged as dark as CSF (None: not segmented in this run)
 
     def row(self) -> dict:
         return {"study": self.name, "status": self.status, "exit_code": self.exit_code, "error": self.error,
                 "mask": str(self.outputs.get("mask", "")) if self.status != "failed" else "",
-                **{f"{n}_ml": round(v, 3) for n, v in self.volumes_ml.items()}, "runtime_s": round(self.runtime_s, 2)}
+                **{f"{n}_ml": round(v, 3) for n, v in self.volumes_ml.items()},
+                "dark_infarct_ml": "" if self.dark_infarct_ml is None else round(self.dark_infarct_ml, 3),
+                "runtime_s": round(self.runtime_s, 2)}
 
 
 def volume_line(seg: Segmentation) -> str:
@@ -114,6 +120,7 @@ class Engine:
         write_outputs(seg, job.outputs, include_phi=include_phi, force=replace)
         return StudyOutcome(name=job.name, status="ok", outputs=job.outputs, segmentation=seg,
                             volumes_ml={n: v.volume_ml for n, v in seg.volumes.items()},
+                            dark_infarct_ml=float(sum(d["volume_ml"] for d in seg.dark_infarcts)),
                             runtime_s=time.perf_counter() - t0, line=volume_line(seg))
 
     def run_many(self, jobs: Sequence[StudyJob], *, replace: bool = False, resume: bool = False,

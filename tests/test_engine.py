@@ -56,6 +56,22 @@ def test_run_many_isolates_a_broken_study_and_resumes(tiny_model, studies, tmp_p
     again = engine.run_many(jobs, resume=True)
     assert [o.status for o in again] == ["skipped", "failed"]
     assert again[0].volumes_ml == pytest.approx(ok.volumes_ml, abs=1e-3)
+    # the summary row says how much of the infarct volume was flagged as CSF-dark where it knows
+    assert isinstance(ok.row()["dark_infarct_ml"], float) and ok.row()["dark_infarct_ml"] <= ok.volumes_ml["infarct"] + 1e-3
+    assert again[0].row()["dark_infarct_ml"] == "" and bad.row()["dark_infarct_ml"] == ""
+
+
+def test_summary_csv_carries_the_flagged_infarct_volume():
+    import csv
+    import io
+
+    from sdpm_cli.engine import StudyOutcome, summary_csv
+
+    rows = list(csv.DictReader(io.StringIO(summary_csv([
+        StudyOutcome("ge", "ok", volumes_ml={"infarct": 21.2741, "hemorrhage": 0.0}, dark_infarct_ml=21.2741),
+        StudyOutcome("demo", "ok", volumes_ml={"infarct": 0.0, "hemorrhage": 24.39}, dark_infarct_ml=0.0),
+    ]))))
+    assert [(r["study"], r["infarct_ml"], r["dark_infarct_ml"]) for r in rows] == [("ge", "21.274", "21.274"), ("demo", "0.0", "0.0")]
 
 
 def test_a_job_refuses_colliding_outputs_before_any_work(tiny_model, studies, tmp_path):
