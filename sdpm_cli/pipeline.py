@@ -463,7 +463,8 @@ def segment_study(
     brain_img = (prepared.set_source_geometry(sitk.GetImageFromArray(
         prepared.brain_native if prepared.slabs is None else prepared.slabs.expand(prepared.brain_native)))
         if given_brain is None else None)
-    dark = _dark_infarcts(labels, study.image, brain_img if inside is None else inside)
+    dark = (_dark_infarcts(labels, study.image, brain_img if inside is None else inside)
+            if volumes["infarct"].volume_ml > 0 else [])
     warnings += [d.warning() for d in dark]
     timings["postprocess_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
@@ -495,12 +496,12 @@ def segment_study(
 
 def _dark_infarcts(labels: sitk.Image, image_hu: sitk.Image, brain) -> list:
     """The reported infarcts as dark as CSF (postprocess.darkness): each gets a warning. Views, not
-    copies, of the study's volumes (a thin study holds 60 million voxels); the study's midline is
-    fitted only when an infarct is reported."""
+    copies, of the study's volumes (a thin study holds 60 million voxels); called only when an
+    infarct is reported, so the midline fit costs nothing otherwise."""
     from sdpm_cli.postprocess.darkness import dark_infarcts, study_midline
 
     lab = sitk.GetArrayViewFromImage(labels)
-    if brain is None or not (lab == 1).any():
+    if brain is None:
         return []
     b = brain if isinstance(brain, np.ndarray) else sitk.GetArrayViewFromImage(brain)
     hu = sitk.GetArrayViewFromImage(image_hu)

@@ -7,9 +7,10 @@ VALIDATION data only (every figure names its family). Each study is segmented on
 model's own lesion filter; cached by cached_out.py), then every reported infarct component is
 measured as the product measures it (`darkness.infarct_darkness`: the share of its voxels whose
 local HU is CSF-dark where its mirror image is not, with the study's midline fitted as the pipeline
-fits it; also the plain CSF-dark share and the median HU below the parenchyma) and called true when at least 10% of it lies in the truth's infarct, else false;
-for a false one the study's generator manifest says whether it holds an old-infarct mimic. The 12
-real slices (validation; no infarct in their truth) are added unless --no-real. For each candidate
+fits it; also the plain CSF-dark share and the median HU below the parenchyma) and called true
+when at least 10% of it lies in the truth's infarct, else false; for a false one the study's
+generator manifest says whether it holds an old-infarct mimic. The 12 real slices (validation; no
+infarct in their truth) are added unless --no-real. For each candidate
 share: the true infarcts (count, mL) that would be flagged and the false infarct mL flagged.
 """
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # cached_out.py beside
 from cached_out import phantom_studies, real_slices  # noqa: E402
 from common import dump  # noqa: E402
 
-from sdpm_cli.postprocess.darkness import infarct_darkness  # noqa: E402
+from sdpm_cli.postprocess.darkness import infarct_darkness, study_midline  # noqa: E402
 
 SHARES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
@@ -42,31 +43,26 @@ def _old_infarct_cases(folder: Path) -> set[str]:
 
 def components(fam: str, case: str, hu: np.ndarray, truth: np.ndarray, pred: np.ndarray, brain: np.ndarray,
                voxel_ml: float, pixel_mm: tuple[float, float], old: bool) -> list[dict]:
-    """One row per reported infarct component."""
+    """One row per reported infarct component, measured as the pipeline measures it."""
     from scipy import ndimage
 
     from sdpm_cli.labels import CONNECTIVITY_26
 
-    rows = []
-    from sdpm_cli.postprocess.darkness import study_midline
-
-    line = study_midline(hu, brain, pixel_mm) if (pred == 1).any() else None  # as the pipeline fits it
-    found = infarct_darkness(pred, hu, brain, voxel_ml, pixel_mm, line)
+    line = study_midline(hu, brain, pixel_mm) if (pred == 1).any() else None
+    # each component's share inside the truth's infarct, keyed as a DarkInfarct can be matched to it
     comp, _ = ndimage.label(pred == 1, structure=CONNECTIVITY_26)
-    # infarct_darkness sorts by volume; match each to its component by voxel count and slices
-    sizes = {}
+    truth_share: dict[tuple, list[float]] = {}
     for i, box in enumerate(ndimage.find_objects(comp), start=1):
         if box is not None:
             m = comp[box] == i
-            sizes.setdefault((int(m.sum()), int(box[0].start), int(box[0].stop - 1)), []).append(
-                float((truth[box][m] == 1).mean()))
-    for d in found:
-        key = (int(round(d.volume_ml / voxel_ml)), *d.slices)
-        share = sizes.get(key, [0.0]).pop(0) if sizes.get(key) else 0.0
+            key = (int(m.sum()), int(box[0].start), int(box[0].stop - 1))
+            truth_share.setdefault(key, []).append(float((truth[box][m] == 1).mean()))
+    rows = []
+    for d in infarct_darkness(pred, hu, brain, voxel_ml, pixel_mm, line):
+        shares = truth_share.get((int(round(d.volume_ml / voxel_ml)), *d.slices))
         rows.append({"family": fam, "case": case, "volume_ml": round(d.volume_ml, 3), "share": round(d.share, 4),
-                     "csf_share": round(d.csf_share, 4),
-                     "median_below_hu": round(d.parenchyma_hu - d.median_hu, 2),
-                     "true": share >= 0.1, "old_infarct_mimic": old})
+                     "csf_share": round(d.csf_share, 4), "median_below_hu": round(d.parenchyma_hu - d.median_hu, 2),
+                     "true": (shares.pop(0) if shares else 0.0) >= 0.1, "old_infarct_mimic": old})
     return rows
 
 

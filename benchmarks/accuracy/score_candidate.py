@@ -17,7 +17,6 @@ false infarct on family C). In order, each step a subprocess writing into OUT:
    OUT/freeB; `--free-a`/`--free-b`, skipped where the folder does not exist): six per family
    could not tell two models' false lesion apart (p3avg, model card "What the test sets then showed");
 
-
 then prints one table row (OUT/row.json): validation Dice with lesion (infarct · hemorrhage) and
 false lesion mL per lesion-free study for A and B, the real slices upright mean / pooled, family C
 hemorrhage · subdural Dice and false infarct mL on its cases without one (outside the patient's own

@@ -141,8 +141,8 @@ def average_checkpoints(paths, out, header: dict[str, Any] | None = None, force:
 
     Every floating-point tensor is the arithmetic mean of the inputs' (summed in input order, then
     divided: the same bytes as `torch.stack(...).mean(0)`); other tensors are taken from the first.
-    The header is the first input's with `header` applied and a note naming the inputs' digests;
-    averaging fine-tunes of one starting point is how the default of 2026-12-07 (p3avg) was made.
+    The header is the first input's with `header` applied and `averaged_from` naming the inputs'
+    digests (the candidate p3avg of 2026-12-07 was made so; model card).
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -166,7 +166,4 @@ def average_checkpoints(paths, out, header: dict[str, Any] | None = None, force:
         else:
             avg[name] = t
     net.load_state_dict(avg, strict=True)
-    head = {k: v for k, v in first.items() if k not in ("sha256",)}
-    head["averaged_from"] = digests
-    head.update(header or {})
-    return save_checkpoint(out, net, head, force=force)
+    return save_checkpoint(out, net, {**first, "averaged_from": digests, **(header or {})}, force=force)

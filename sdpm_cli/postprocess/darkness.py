@@ -12,7 +12,9 @@ much darker than an acute infarct can be gets a warning the user sees. It is not
 
 The measure is the share of the infarct's voxels whose local HU (the mean over a 2.5 mm in-plane
 square, so that noise does not decide) lies more than 15 HU below the median HU of the brain mask's
-parenchyma (its voxels in (-5, 90) HU: air and bone left out) - CSF density. The infarct's median
+parenchyma (its voxels in (-5, 90) HU: air and bone left out) - CSF density - while the voxel's
+mirror image across the study's midline is not (sulci and ventricles are dark on both sides, lost
+tissue on one; without a midline the plain share is judged). The infarct's median
 alone did not separate them (an old infarct found by the network is only 5-14 HU below in median,
 its rim being brain; a found acute one up to 11). The bound on the share is chosen on validation
 data (`benchmarks/accuracy/dark_infarct.py`, BENCHMARKS.md "Infarcts as dark as CSF").
@@ -33,6 +35,7 @@ PARENCHYMA_HU = (-5.0, 90.0)
 CSF_BELOW_HU = 15.0  # local HU this far below the parenchyma median counts as CSF-dark
 SMOOTH_MM = 2.5  # side of the in-plane square the local HU is averaged over
 DARK_SHARE = 0.15  # a found infarct with at least this share of CSF-dark voxels is flagged (validation)
+MAX_SAMPLED_SLICES = 40  # the parenchyma median and the midline fit read at most this many slices
 
 
 @dataclass(frozen=True)
@@ -70,21 +73,25 @@ def parenchyma_median_hu(hu: np.ndarray, brain: np.ndarray, step: int = 1) -> Op
     """Median HU of the brain mask's voxels in PARENCHYMA_HU (None when the mask holds none); `step`
     takes every step-th voxel along each in-plane axis (millions of voxels: a sample gives the same median)."""
     lo, hi = PARENCHYMA_HU
-    zstep = max(1, -(-hu.shape[0] // 40)) if step > 1 else 1  # and at most 40 slices of a thin study
+    zstep = _slice_step(hu.shape[0]) if step > 1 else 1  # and at most MAX_SAMPLED_SLICES of a thin study
     hu, brain = hu[::zstep, ::step, ::step], brain[::zstep, ::step, ::step]
     sel = hu[(brain > 0) & (hu > lo) & (hu < hi)]
     return float(np.median(sel)) if sel.size else None
 
 
+def _slice_step(n_slices: int) -> int:
+    return max(1, -(-n_slices // MAX_SAMPLED_SLICES))
+
+
 def study_midline(hu: np.ndarray, brain: np.ndarray, pixel_mm: tuple[float, float]):
-    """The study's midline on its own grid (`preprocess.symmetry.midline`), fitted on at most 40 of
-    its slices at about 1 mm and scaled back: the fit averages over slices on a 2 mm grid anyway (a
+    """The study's midline on its own grid (`preprocess.symmetry.midline`), fitted on at most
+    MAX_SAMPLED_SLICES of its slices at about 1 mm and scaled back: the fit averages over slices on a 2 mm grid anyway (a
     thin study's 238 slices of 0.45 mm took 3.6 s at full size, 0.3-0.6 s so)."""
     import dataclasses
 
     from sdpm_cli.preprocess.symmetry import midline
 
-    step = max(1, -(-hu.shape[0] // 40))
+    step = _slice_step(hu.shape[0])
     ds = max(1, int(1.0 / max(min(pixel_mm), 1e-6)))
     line = midline(np.asarray(hu[::step, ::ds, ::ds], dtype=np.float32), np.asarray(brain[::step, ::ds, ::ds]) > 0,
                    (pixel_mm[0] * ds, pixel_mm[1] * ds))
