@@ -33,12 +33,14 @@ from sdpm_cli.train.data import PatchSampler, find_cases, load_case, split_cases
 from sdpm_cli.train.loop import EMA, poly_lr
 
 
-def build(arch: str, patch: int) -> torch.nn.Module:
-    """Networks sized like the default SDPM model (first level 16 channels, four levels)."""
+def build(arch: str, patch: int, in_channels: int = 1) -> torch.nn.Module:
+    """Networks sized like the default SDPM model (first level 16 channels, four levels);
+    `in_channels` 1 + 2k with k neighbouring slices each side (SegResNet only, as the default model
+    reads them with `--context-slices`)."""
     from monai.networks import nets
 
     if arch == "segresnet":
-        return nets.SegResNet(spatial_dims=2, in_channels=1, out_channels=NUM_CLASSES, init_filters=16,
+        return nets.SegResNet(spatial_dims=2, in_channels=in_channels, out_channels=NUM_CLASSES, init_filters=16,
                               blocks_down=(1, 2, 2, 2), blocks_up=(1, 1, 1))
     if arch == "unet":
         return nets.UNet(spatial_dims=2, in_channels=1, out_channels=NUM_CLASSES, channels=(16, 32, 64, 64),
@@ -61,12 +63,12 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def train(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    plan = PreprocessPlan()
-    cases, _ = split_cases(find_cases(Path(args.data)), 0.1, args.seed)  # the same split as sdpm train
+    plan = PreprocessPlan(context_slices=args.context_slices)
+    cases, _ = split_cases(find_cases(Path(args.data)), args.val_fraction, args.seed)  # the same split as sdpm train
     arrays = [load_case(c, plan, Path(args.cache) if args.cache else None) for c in cases]
     data = stack_cases(arrays)
-    sampler = PatchSampler(data, args.patch, 0.5, args.seed)
-    net = build(args.arch, args.patch).to(memory_format=torch.channels_last)
+    sampler = PatchSampler(data, args.patch, args.lesion_fraction, args.seed, context_slices=args.context_slices)
+    net = build(args.arch, args.patch, 1 + plan.condition_channels).to(memory_format=torch.channels_last)
     ema = EMA(net, 0.999)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
@@ -88,12 +90,12 @@ def train(args) -> None:
             print(json.dumps({"step": step, "loss": round(float(loss), 5), "elapsed_s": round(time.time() - t0, 1)}), flush=True)
     weights = {k: v.contiguous() for k, v in ema.model.state_dict().items()}  # the EMA weights, like sdpm train
     torch.save({"arch": args.arch, "patch": args.patch, "steps": args.steps, "state_dict": weights,
-                "wall_s": time.time() - t0}, args.out)
+                "context_slices": args.context_slices, "wall_s": time.time() - t0}, args.out)
 
 
 def load_baseline(path: str):
     ck = torch.load(path, weights_only=True)
-    net = build(ck["arch"], ck["patch"])
+    net = build(ck["arch"], ck["patch"], 1 + 2 * int(ck.get("context_slices", 0)))
     net.load_state_dict(ck["state_dict"])
     return net.eval(), ck
 
@@ -103,12 +105,14 @@ def predict_image(net, ck, image):
     """Label map (sitk, the image's grid) of one HU image: same preprocessing and grid as SDPM."""
     import SimpleITK as sitk
 
-    prep = prepare(image, PreprocessPlan())
+    prep = prepare(image, PreprocessPlan(context_slices=int(ck.get("context_slices", 0))))
     probs = np.zeros((NUM_CLASSES,) + prep.x.shape, dtype=np.float32)
     idx = np.asarray(prep.brain_slices)
     for s in range(0, len(idx), 16):
         sl = idx[s : s + 16]
-        x = torch.from_numpy(prep.x[sl][:, None].astype(np.float32))
+        x = prep.x[sl][:, None].astype(np.float32)
+        cond = prep.condition(sl)
+        x = torch.from_numpy(x if cond is None else np.concatenate([x, cond], axis=1))
         if ck["arch"] == "unetr":  # fixed input size: tile the 160 grid with the training patch
             p = _tiled(net, x, ck["patch"])
         else:
@@ -190,6 +194,9 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--cache", default="")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--lesion-fraction", type=float, default=0.5)
+    t.add_argument("--val-fraction", type=float, default=0.1, help="cases held out as sdpm train does (not used)")
+    t.add_argument("--context-slices", type=int, default=0, help="neighbouring slices each side as input channels")
     p = sub.add_parser("predict")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True)

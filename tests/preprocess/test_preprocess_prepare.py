@@ -173,7 +173,8 @@ def test_prepare_gives_the_neighbouring_slices_after_the_mirror_when_the_plan_as
 
 
 def test_prepare_gives_the_mirror_channel_only_when_the_plan_asks():
-    h = build_head(spacing=(0.8, 0.8, 5.0), shape=(4, 256, 256))
+    # longer front to back than wide, as a head is (the midline is searched about the long axis)
+    h = build_head(spacing=(0.8, 0.8, 5.0), shape=(4, 256, 256), radii_mm=(85.0, 70.0))
     plain = prepare(h.image)
     assert plain.mirror is None and plain.condition([0, 1]) is None and plain.midline is None
     p = prepare(h.image, PreprocessPlan(mirror_channel=True))

@@ -93,3 +93,50 @@ def test_shifted_moves_a_line_along_its_normal():
     s = line.shifted(3.0)
     assert (s.cy, s.cx, s.dy, s.dx) == (50.0, 43.0, 1.0, 0.0)
     assert _distance(s, 10.0, 40.0) == pytest.approx(3.0)
+
+
+
+def _doubly_symmetric_head_with_a_hemisphere_lesion(angle_deg: float, size: int = 128, seed: int = 0):
+    """An elliptical brain (100 x 82 voxels: long axis front to back, the vertical axis rotated by
+    `angle_deg` as in `_rolled_head`) with a texture symmetric about both its axes, and a dark strip
+    along the whole length of its left hemisphere: the front-back reflection maps the head onto
+    itself exactly, the true (left-right) one does not - the trap a large one-sided lesion sets."""
+    rng = np.random.default_rng(seed)
+    tex = rng.normal(0.0, 10.0, (size // 2, size // 2))
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    a = np.deg2rad(angle_deg)
+    ry, rx = yy - size / 2, xx - size / 2
+    u, v = ry * np.cos(a) - rx * np.sin(a), ry * np.sin(a) + rx * np.cos(a)  # along / across the long axis
+    b = (u / 50) ** 2 + (v / 41) ** 2 < 1
+    h = 35.0 + tex[np.clip(np.rint(np.abs(u)), 0, size // 2 - 1).astype(int), np.clip(np.rint(np.abs(v)), 0, size // 2 - 1).astype(int)]
+    h = np.where((v < -14) & (v > -30), h - 15.0, h)
+    return np.repeat(np.where(b, h, 0.0)[None], 6, 0).astype(np.float32), np.repeat(b[None], 6, 0)
+
+
+def _angle(line: Midline) -> float:
+    return float(np.rad2deg(np.arctan2(-line.dx, line.dy)))  # `_rolled_head`'s convention
+
+
+def _off(found: float, angle: float) -> float:
+    return abs((found - angle + 90) % 180 - 90)  # a line's direction is defined modulo 180 degrees
+
+
+@pytest.mark.parametrize("angle", [0.0, 90.0, 30.0])
+def test_long_axis_of_an_ellipse_is_its_axis_and_its_ratio(angle):
+    from sdpm_cli.preprocess.symmetry import long_axis
+
+    _, brain = _doubly_symmetric_head_with_a_hemisphere_lesion(angle)
+    found, elongation = long_axis(brain, SP)
+    assert _off(-found, angle) < 1.0  # long_axis measures the angle the other way round
+    assert elongation == pytest.approx(50 / 41, rel=0.02)  # a filled ellipse's moments: (a/2)^2 and (b/2)^2
+
+
+@pytest.mark.parametrize("angle", [0.0, 90.0, -25.0])
+def test_midline_runs_along_the_long_axis_when_a_lesion_makes_front_back_fit_better(angle):
+    from sdpm_cli.preprocess import symmetry
+
+    hu, brain = _doubly_symmetric_head_with_a_hemisphere_lesion(angle)
+    assert _off(_angle(midline(hu, brain, SP)), angle) < 2.0
+    # searched over every orientation (a round brain), the front-back reflection wins: the trap is real
+    everywhere = midline(hu, brain, SP, axis_window_deg=90.0)
+    assert _off(_angle(everywhere), angle + 90.0) < 2.0
