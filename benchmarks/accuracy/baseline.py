@@ -134,8 +134,14 @@ def predict(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    from sdpm_cli.errors import InputRejected
+
     for pair in dataset_cases(Path(args.data), "test"):
-        study = load_study(pair.image)
+        try:
+            study = load_study(pair.image)
+        except InputRejected as exc:  # as sdpm evaluate: reported, not scored
+            print(pair.case, "not scored:", str(exc).splitlines()[0], flush=True)
+            continue
         sitk.WriteImage(predict_image(net, ck, study.image), str(out / f"{pair.case}.nii.gz"), useCompression=True)
     print(json.dumps({"predicted": str(out), "wall_s": round(time.time() - t0, 1)}))
 
