@@ -34,6 +34,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from sdpm_cli.preprocess.grid import Canon
+from sdpm_cli.preprocess.symmetry import principal_axis
 
 
 # what the network is shown: the head as the anatomy says ("anatomy": turned upright when the header
@@ -162,12 +163,9 @@ def check_orientation(hu_display: np.ndarray, spacing_rc: tuple[float, float],
         yy, xx = np.nonzero(head)
         y, x = yy * sr, xx * sc
         cy, cx = float(y.mean()), float(x.mean())
-        dy, dx = y - cy, x - cx
-        cov = np.array([[np.mean(dy * dy), np.mean(dy * dx)], [np.mean(dy * dx), np.mean(dx * dx)]])
-        w, v = np.linalg.eigh(cov)
-        major = v[:, 1]
-        axes.append(math.degrees(math.atan2(abs(major[1]), abs(major[0]))))
-        elongs.append(math.sqrt(w[1] / max(w[0], 1e-9)))
+        angle, elongation = principal_axis(y, x)
+        axes.append(abs(angle))  # degrees from front-back, 0-90
+        elongs.append(elongation)
         areas.append(area_mm2)
         # objects outside the head: holder, pads, table
         other = outside & ~head & (lab != k)

@@ -80,16 +80,20 @@ def long_axis(brain: np.ndarray, spacing_yx: tuple[float, float]) -> Optional[tu
         return None
     b = brain[_fit_slices(brain)].mean(0)
     yy, xx = np.nonzero(b)
-    w = b[yy, xx].astype(np.float64)
-    y, x = yy * float(spacing_yx[0]), xx * float(spacing_yx[1])
+    return principal_axis(yy * float(spacing_yx[0]), xx * float(spacing_yx[1]), b[yy, xx].astype(np.float64))
+
+
+def principal_axis(y: np.ndarray, x: np.ndarray, w: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """(angle in degrees from the vertical (y) axis, in (-90, 90]; sqrt of the larger to the smaller
+    second moment) of points (y, x) in mm, weighted by `w`: a shape's long axis and how long it is
+    for its width (`long_axis` here, the head outline in `preprocess.orientation`)."""
     my, mx = np.average(y, weights=w), np.average(x, weights=w)
-    cyy = np.average((y - my) ** 2, weights=w)
-    cxx = np.average((x - mx) ** 2, weights=w)
-    cxy = np.average((y - my) * (x - mx), weights=w)
+    dy, dx = y - my, x - mx
+    cyy, cxx, cxy = np.average(dy * dy, weights=w), np.average(dx * dx, weights=w), np.average(dy * dx, weights=w)
     vals, vecs = np.linalg.eigh(np.array([[cyy, cxy], [cxy, cxx]]))
-    vy, vx = vecs[:, 1]  # the larger moment's direction, as (dy, dx) in mm
+    vy, vx = vecs[:, 1]  # the larger moment's direction, as (dy, dx)
     angle = float((np.degrees(np.arctan2(vx, vy)) + 90.0) % 180.0 - 90.0)
-    return angle, float(np.sqrt(vals[1] / max(vals[0], 1e-12)))
+    return angle, float(np.sqrt(vals[1] / max(vals[0], 1e-9)))
 
 
 # A brain at least this elongated has a long axis to search about (`midline`): the roundest of 91
