@@ -500,9 +500,9 @@ def _dark_infarcts(labels: sitk.Image, image_hu: sitk.Image, brain) -> list:
     infarct is reported, so the midline fit costs nothing otherwise."""
     from sdpm_cli.postprocess.darkness import dark_infarcts, study_midline
 
-    lab = sitk.GetArrayViewFromImage(labels)
     if brain is None:
         return []
+    lab = sitk.GetArrayViewFromImage(labels)
     b = brain if isinstance(brain, np.ndarray) else sitk.GetArrayViewFromImage(brain)
     hu = sitk.GetArrayViewFromImage(image_hu)
     sx, sy = labels.GetSpacing()[:2]

@@ -28,12 +28,7 @@ from cached_out import phantom_studies, real_slices  # noqa: E402
 from common import dump  # noqa: E402
 
 from sdpm_cli.postprocess.darkness import study_midline  # noqa: E402
-from sdpm_cli.preprocess.symmetry import long_axis  # noqa: E402
-
-
-def _fold(deg: float) -> float:
-    """An undirected line's angle in (-90, 90]."""
-    return float((deg + 90.0) % 180.0 - 90.0)
+from sdpm_cli.preprocess.symmetry import fold_angle, long_axis  # noqa: E402
 
 
 def _yaws(folder: Path) -> dict[str, float]:
@@ -46,12 +41,12 @@ def _yaws(folder: Path) -> dict[str, float]:
 def row(name: str, case: str, hu: np.ndarray, brain: np.ndarray, pixel_mm: tuple[float, float], yaw) -> dict:
     line = study_midline(hu, brain, pixel_mm)
     axis = long_axis(brain, pixel_mm)
-    fitted = None if line is None else _fold(np.degrees(np.arctan2(line.dx * pixel_mm[1], line.dy * pixel_mm[0])))
+    fitted = None if line is None else float(fold_angle(np.degrees(np.arctan2(line.dx * pixel_mm[1], line.dy * pixel_mm[0]))))
     r = {"set": name, "case": case, "fitted_deg": fitted,
          "long_axis_deg": None if axis is None else round(axis[0], 2),
          "elongation": None if axis is None else round(axis[1], 4), "yaw_deg": yaw}
     if fitted is not None and axis is not None:
-        r["fit_vs_axis_deg"] = round(abs(_fold(fitted - axis[0])), 2)
+        r["fit_vs_axis_deg"] = round(abs(float(fold_angle(fitted - axis[0]))), 2)
     if fitted is not None and name != "real":  # a phantom: its yaw lies within 16 degrees of vertical
         r["fit_vs_vertical_deg"] = round(abs(fitted), 2)
     return r

@@ -71,20 +71,29 @@ def _fit_slices(brain: np.ndarray) -> np.ndarray:
 
 
 def long_axis(brain: np.ndarray, spacing_yx: tuple[float, float]) -> Optional[tuple[float, float]]:
-    """(angle in degrees of the brain's long axis from the image's vertical axis, in (-90, 90]; its
+    """(angle in degrees of the brain's long axis from the image's vertical axis, in [-90, 90); its
     elongation, the square root of the ratio of the brain's second moments along and across it),
     over the slices `midline` fits on; None without brain. The mid-sagittal plane of a head runs
     along its long axis (front to back), whatever a large lesion does to the reflection cost."""
     brain = np.asarray(brain, dtype=bool)
     if not brain.any():
         return None
-    b = brain[_fit_slices(brain)].mean(0)
+    return _share_axis(brain[_fit_slices(brain)].mean(0), spacing_yx)
+
+
+def _share_axis(b: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[float, float]:
+    """`principal_axis` of a per-pixel brain share [Y, X] (the fitted slices' mean mask), weighted by it."""
     yy, xx = np.nonzero(b)
     return principal_axis(yy * float(spacing_yx[0]), xx * float(spacing_yx[1]), b[yy, xx].astype(np.float64))
 
 
+def fold_angle(deg):
+    """An undirected line's angle (degrees, scalar or array) folded into [-90, 90)."""
+    return (deg + 90.0) % 180.0 - 90.0
+
+
 def principal_axis(y: np.ndarray, x: np.ndarray, w: Optional[np.ndarray] = None) -> tuple[float, float]:
-    """(angle in degrees from the vertical (y) axis, in (-90, 90]; sqrt of the larger to the smaller
+    """(angle in degrees from the vertical (y) axis, in [-90, 90); sqrt of the larger to the smaller
     second moment) of points (y, x) in mm, weighted by `w`: a shape's long axis and how long it is
     for its width (`long_axis` here, the head outline in `preprocess.orientation`)."""
     my, mx = np.average(y, weights=w), np.average(x, weights=w)
@@ -92,7 +101,7 @@ def principal_axis(y: np.ndarray, x: np.ndarray, w: Optional[np.ndarray] = None)
     cyy, cxx, cxy = np.average(dy * dy, weights=w), np.average(dx * dx, weights=w), np.average(dy * dx, weights=w)
     vals, vecs = np.linalg.eigh(np.array([[cyy, cxy], [cxy, cxx]]))
     vy, vx = vecs[:, 1]  # the larger moment's direction, as (dy, dx)
-    angle = float((np.degrees(np.arctan2(vx, vy)) + 90.0) % 180.0 - 90.0)
+    angle = float(fold_angle(np.degrees(np.arctan2(vx, vy))))
     return angle, float(np.sqrt(vals[1] / max(vals[0], 1e-9)))
 
 
@@ -122,7 +131,8 @@ def midline(hu: np.ndarray, brain: np.ndarray, spacing_yx: tuple[float, float], 
     if brain.reshape(brain.shape[0], -1).sum(1).max() < 200:
         return None
     use = _fit_slices(brain)
-    b = brain[use].mean(0).astype(np.float32)
+    share = brain[use].mean(0)  # float64: the long axis below is weighted by it
+    b = share.astype(np.float32)
     h = np.where(brain[use], np.clip(np.asarray(hu, dtype=np.float32)[use], *_WINDOW), 0.0).sum(0)
     h = h / np.maximum(brain[use].sum(0), 1)
     f = (spacing_yx[0] / grid_mm, spacing_yx[1] / grid_mm)
@@ -138,10 +148,10 @@ def midline(hu: np.ndarray, brain: np.ndarray, spacing_yx: tuple[float, float], 
         return Midline(cy - shift * dx, cx + shift * dy, dy, dx, np.inf)  # shifted along the normal
 
     # the coarse angles: every 5 degrees (the same grid whatever the window), those within the window
-    axis = long_axis(brain, spacing_yx)
+    axis_deg, elongation = _share_axis(share, spacing_yx)  # the long axis of the slices fitted here
     coarse = np.arange(-90.0, 90.0 + 1e-6, 5.0)
-    if axis is not None and axis[1] >= MIN_ELONGATION:
-        coarse = coarse[np.abs((coarse - axis[0] + 90.0) % 180.0 - 90.0) <= axis_window_deg]
+    if elongation >= MIN_ELONGATION:
+        coarse = coarse[np.abs(fold_angle(coarse - axis_deg)) <= axis_window_deg]
     best = (np.inf, 0.0, 0.0)
     smax = max_shift_mm / grid_mm
     for step_a, step_s, span_a, span_s in ((5.0, 2.0, None, smax), (1.0, 0.5, 5.0, 2.0), (0.25, 0.25, 1.0, 0.5)):
