@@ -41,8 +41,8 @@ class _BothHeads(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        eps, label = self.net(x, t, need_label=True)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        eps, label = self.net(x, t, need_label=True, cond=cond)
         return eps, label
 
 
@@ -80,30 +80,34 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, cin, args.size, args.size, generator=gen)
     t = torch.zeros(args.batch, dtype=torch.long)
+    k = net_cl.cfg.cond_channels  # the clean conditioning channels (neighbouring slices, mirror) of this model
+    c = torch.randn(args.batch, k, args.size, args.size, generator=gen) if k else None
+    inputs = (x, t) if c is None else (x, t, c)
+    cl = (lambda a: a.contiguous(memory_format=torch.channels_last))  # noqa: E731
     rows: list[dict] = []
 
     with torch.inference_mode():
-        ref = net_cl(x.contiguous(memory_format=torch.channels_last), t, need_label=True)
-        s_ref = _time(lambda: net_cl(x.contiguous(memory_format=torch.channels_last), t, need_label=True), args.repeat)
+        ref = net_cl(cl(x), t, need_label=True, cond=None if c is None else cl(c))
+        s_ref = _time(lambda: net_cl(cl(x), t, need_label=True, cond=None if c is None else cl(c)), args.repeat)
         rows.append({"backend": "eager_channels_last", "s_per_batch": s_ref, "prep_s": 0.0, "max_abs_diff": 0.0})
 
         net_nchw = _BothHeads(copy.deepcopy(net_cl)).to(memory_format=torch.contiguous_format).eval()
-        rows.append({"backend": "eager_nchw", "s_per_batch": _time(lambda: net_nchw(x, t), args.repeat),
-                     "prep_s": 0.0, "max_abs_diff": _max_diff(net_nchw(x, t), ref)})
+        rows.append({"backend": "eager_nchw", "s_per_batch": _time(lambda: net_nchw(*inputs), args.repeat),
+                     "prep_s": 0.0, "max_abs_diff": _max_diff(net_nchw(*inputs), ref)})
 
     wrapped = _BothHeads(net_cl).eval()
     if "torchscript" not in skip:
         with torch.inference_mode(False), torch.no_grad():
             for name, optimize in (("torchscript_frozen", False), ("torchscript_optimized", True)):
                 t0 = time.perf_counter()
-                ts = torch.jit.freeze(torch.jit.trace(wrapped, (x, t), check_trace=False))
+                ts = torch.jit.freeze(torch.jit.trace(wrapped, inputs, check_trace=False))
                 if optimize:
                     ts = torch.jit.optimize_for_inference(ts)
-                ts(x, t)
-                ts(x, t)  # the profiling executor specialises on the second call
+                ts(*inputs)
+                ts(*inputs)  # the profiling executor specialises on the second call
                 prep = time.perf_counter() - t0
-                rows.append({"backend": name, "s_per_batch": _time(lambda: ts(x, t), args.repeat),
-                             "prep_s": prep, "max_abs_diff": _max_diff(ts(x, t), ref)})
+                rows.append({"backend": name, "s_per_batch": _time(lambda: ts(*inputs), args.repeat),
+                             "prep_s": prep, "max_abs_diff": _max_diff(ts(*inputs), ref)})
 
     if "onnx" not in skip:
         try:
@@ -114,14 +118,14 @@ def main() -> None:
             t0 = time.perf_counter()
             buf = io.BytesIO()
             with torch.no_grad():
-                torch.onnx.export(wrapped, (x, t), buf, opset_version=17, input_names=["x", "t"],
+                torch.onnx.export(wrapped, inputs, buf, opset_version=17, input_names=["x", "t", "cond"][: len(inputs)],
                                   output_names=["eps", "label"], dynamo=False)
             so = ort.SessionOptions()
             so.intra_op_num_threads = args.threads
             so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
-            feed = {"x": x.numpy(), "t": t.numpy()}
+            feed = {"x": x.numpy(), "t": t.numpy()} | ({} if c is None else {"cond": c.numpy()})
             sess.run(None, feed)
             prep = time.perf_counter() - t0
             rows.append({"backend": "onnxruntime", "version": ort.__version__,
@@ -132,11 +136,11 @@ def main() -> None:
         t0 = time.perf_counter()
         comp = torch.compile(wrapped)
         with torch.inference_mode():
-            xc = x.contiguous(memory_format=torch.channels_last)
-            comp(xc, t)
+            inputs_cl = (cl(x), t) if c is None else (cl(x), t, cl(c))
+            comp(*inputs_cl)
             prep = time.perf_counter() - t0
-            rows.append({"backend": "torch_compile", "s_per_batch": _time(lambda: comp(xc, t), args.repeat),
-                         "prep_s": prep, "max_abs_diff": _max_diff(comp(xc, t), ref)})
+            rows.append({"backend": "torch_compile", "s_per_batch": _time(lambda: comp(*inputs_cl), args.repeat),
+                         "prep_s": prep, "max_abs_diff": _max_diff(comp(*inputs_cl), ref)})
 
     for r in rows:
         if "s_per_batch" in r:

@@ -526,13 +526,21 @@ class _ModelAccumulator:
     network_runtime: str = ""  # what ran the calls: "onnxruntime" or "torch" ("onnxruntime+torch" before 2026-12-07)
 
 
-def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels: int, margin: int) -> list[int]:
+def gate_slices(prob_out: np.ndarray, brain_slices, threshold: float, min_pixels: int, margin: int,
+                margin_threshold: float = 0.0) -> list[int]:
     """Brain slices where a stochastic mode could find a lesion: `out`'s probability [C, Z, H, W]
     (already zero outside the brain) reaches `threshold` in at least `min_pixels` pixels of the slice
-    (any class), or does so within `margin` slices of it."""
-    above = (prob_out >= threshold).any(axis=0).reshape(prob_out.shape[1], -1).sum(axis=1)
-    hit = np.flatnonzero(above >= max(1, min_pixels))
+    (any class), or lies within `margin` slices of such a slice and reaches `margin_threshold` there
+    over the same area (0: every slice of the margin)."""
+    def area(p: float) -> np.ndarray:
+        return (prob_out >= p).any(axis=0).reshape(prob_out.shape[1], -1).sum(axis=1)
+
+    need = max(1, min_pixels)
+    hit = np.flatnonzero(area(threshold) >= need)
     near = {int(z) + d for z in hit for d in range(-margin, margin + 1)}
+    if margin_threshold > 0.0:
+        raised = set(np.flatnonzero(area(margin_threshold) >= need).tolist())
+        near = {z for z in near if z in raised}
     return [int(z) for z in brain_slices if int(z) in near]
 
 
@@ -617,7 +625,8 @@ def _run_model(lm: LoadedModel, prepared, cfg, run_modes: tuple[str, ...], seed:
         # on the gated-in slices, overwriting them
         run(brain_slices, out_cfg, ("out",) if "out" in run_modes else (), stochastic, 0, total)
         min_px = int(np.ceil(cfg.gate_min_area_mm2 / lm.plan.spacing_mm**2))
-        chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, min_px, cfg.gate_margin), dtype=int)
+        chosen = np.asarray(gate_slices(acc.prob, brain_slices, cfg.gate_threshold, min_px, cfg.gate_margin,
+                                         cfg.gate_margin_threshold), dtype=int)
         run(chosen, cfg, run_modes, (), total, total + len(chosen))
         acc.stochastic_slices = [int(z) for z in chosen]
     acc.n_calls = calls_per_slice(cfg, lm.T)[mode]

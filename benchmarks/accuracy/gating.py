@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="at most this many studies per set (0 = all)")
     ap.add_argument("--gates", default="0.2:25", help="comma-separated variants against the ungated fp32 run: "
-                    "THRESHOLD:AREA_MM2[:MARGIN_SLICES] (a gate; margin default the config's), bf16 (no gate, "
+                    "THRESHOLD:AREA_MM2[:MARGIN_SLICES[:MARGIN_THRESHOLD]] (a gate; margin and its threshold default the config's), bf16 (no gate, "
                     "bf16 network), or bf16+THRESHOLD:AREA_MM2[:MARGIN_SLICES]")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -70,6 +70,8 @@ def main() -> None:
                     over = {"gate_threshold": float(parts[0]), "gate_min_area_mm2": float(parts[1])}
                     if len(parts) > 2:
                         over["gate_margin"] = int(parts[2])
+                    if len(parts) > 3:
+                        over["gate_margin_threshold"] = float(parts[3])
                 t0 = time.perf_counter()
                 seg = segment_study(study, model=lm, mode=args.mode, seed=0, gating=bool(gate), precision=precision,
                                     sampler_overrides=over)

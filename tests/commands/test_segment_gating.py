@@ -22,6 +22,19 @@ def test_gate_slices_needs_an_area_and_adds_a_margin():
     assert gate_slices(np.zeros_like(p), range(10), 0.2, 1, 2) == []
 
 
+
+def test_a_margin_slice_is_run_only_where_out_is_raised_there():
+    p = np.zeros((2, 10, 8, 8), np.float32)
+    p[0, 5, :3, :3] = 0.9  # the lesion's slice (9 pixels)
+    p[1, 4, :3, :3] = 0.35  # below it: 9 pixels raised to 0.35 (class 2)
+    p[0, 6, :2, :2] = 0.35  # above it: only 4 pixels raised
+    p[0, 8, :3, :3] = 0.35  # raised but two slices away: outside the margin
+    assert gate_slices(p, range(10), 0.5, 5, 1) == [4, 5, 6]  # every margin slice (margin_threshold 0)
+    assert gate_slices(p, range(10), 0.5, 5, 1, 0.3) == [4, 5]
+    assert gate_slices(p, range(10), 0.5, 5, 1, 0.4) == [5]
+    assert gate_slices(p, range(10), 0.5, 5, 2, 0.3) == [4, 5]  # slice 7 holds nothing
+    assert gate_slices(p, range(10), 0.5, 5, 3, 0.3) == [4, 5, 8]
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     from sdpm_cli.ingest import load_study

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from sdpm_cli.errors import UsageError
 from sdpm_cli.model.diffusion import step_indices
 from sdpm_cli.model.inference import PRESETS, calls_per_slice, chain_length, make_config
 
@@ -20,6 +23,13 @@ def test_call_counts_of_the_presets():
     assert fast == {"out": 1, "salient": 8, "infer": 8, "union": 17}
     paper = calls_per_slice(PRESETS["paper"], 500)
     assert paper["salient"] == 100 * 62 and paper["infer"] == 50 * 250 and paper["union"] == 18701
+
+
+def test_a_margin_threshold_above_the_gate_is_refused():
+    assert make_config("union", gate_margin_threshold=0.25).gate_margin_threshold == 0.25
+    for bad in (-0.1, make_config("union").gate_threshold + 0.05):
+        with pytest.raises(UsageError, match="gate_margin_threshold"):
+            make_config("union", gate_margin_threshold=bad)
 
 
 def test_configuring_a_run_imports_no_torch():
