@@ -150,7 +150,7 @@ def predict_real(args) -> None:
     """The real CT-ICH validation slices, scored like real_slices.py (20-slice column, middle slice)."""
     import SimpleITK as sitk
 
-    from real_slices import N_REPEAT, cases, column, dice
+    from real_slices import N_REPEAT, cases, column, dice, read_slice
     from sdpm_cli.labels import CLASSES
     from sdpm_cli.postprocess.components import LesionFilter, filter_class_masks
 
@@ -159,16 +159,16 @@ def predict_real(args) -> None:
     flt = LesionFilter.from_dict(json.loads(Path(args.filter).read_text())["chosen"]) if args.filter else None
     rows = []
     for name, ct, mask in cases():
-        col = column(sitk.ReadImage(str(ct)))
+        col = column(read_slice(ct, args.quarter_turns))
         lab = sitk.GetArrayFromImage(predict_image(net, ck, col))
         if flt is not None:
             sp = col.GetSpacing()
             keep = filter_class_masks(np.stack([lab == c for c in CLASSES]), flt, float(np.prod(sp)) / 1000.0, float(sp[2]))
             lab = np.where(keep[1], 2, np.where(keep[0], 1, 0))
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))[0] > 0
+        truth = sitk.GetArrayFromImage(read_slice(mask, args.quarter_turns))[0] > 0
         rows.append({"case": name, "dice": dice(lab[N_REPEAT // 2] == 2, truth)})
         print(name, f"{rows[-1]['dice']:.2f}", flush=True)
-    res = {"mean_dice": float(np.mean([r["dice"] for r in rows])), "cases": rows}
+    res = {"mean_dice": float(np.mean([r["dice"] for r in rows])), "quarter_turns": args.quarter_turns, "cases": rows}
     print(json.dumps({"mean_dice": round(res["mean_dice"], 3)}))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
@@ -213,6 +213,8 @@ def main() -> None:
     r.add_argument("--filter", default=None, help="postprocess.py JSON whose chosen lesion filter is applied")
     r.add_argument("--out", default=None)
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--quarter-turns", type=int, default=0,
+                   help="turn every slice and its mask by this many x 90 degrees first (1: heads upright, as real_slices.py)")
     args = ap.parse_args()
     {"train": train, "predict": predict, "predict-real": predict_real}[args.cmd](args)
 
