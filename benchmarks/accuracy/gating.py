@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="at most this many studies per set (0 = all)")
+    ap.add_argument("--offset", type=int, default=0, help="skip this many studies of each set first (sorted by name)")
     ap.add_argument("--gates", default="0.2:25", help="comma-separated variants against the ungated fp32 run: "
                     "THRESHOLD:AREA_MM2[:MARGIN_SLICES[:MARGIN_THRESHOLD]] (a gate; margin and its threshold default the config's), bf16 (no gate, "
                     "bf16 network), or bf16+THRESHOLD:AREA_MM2[:MARGIN_SLICES]")
@@ -53,6 +54,7 @@ def main() -> None:
     for spec in args.set:
         name, folder = spec.split("=", 1)
         images = sorted((Path(folder) / "imagesTs").glob("*.nii*"))
+        images = images[args.offset:]
         if args.limit:
             images = images[: args.limit]
         for img in images:
@@ -97,8 +99,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, g in dict.fromkeys((r["set"], r["gate"]) for r in rows):
         rs = [r for r in rows if r["set"] == name and r["gate"] == g]
-        worst = max(abs(r[f"{c}_diff_pct"]) for r in rs for c in CLASSES.values()
-                    if max(r[f"{c}_full_ml"], r[f"{c}_gated_ml"]) > 0.0) if rs else 0.0
+        worst = max((abs(r[f"{c}_diff_pct"]) for r in rs for c in CLASSES.values()
+                     if max(r[f"{c}_full_ml"], r[f"{c}_gated_ml"]) > 0.0), default=0.0)
         print(f"| {name} | {g} | {len(rs)} | {min(r['dice_all'] for r in rs):.4f} | {worst:.2f} | "
               f"{sum(r['gated_slices'] for r in rs)}/{sum(r['brain_slices'] for r in rs)} | "
               f"{sum(r['time_full_s'] for r in rs):.0f} s -> {sum(r['time_gated_s'] for r in rs):.0f} s |")
