@@ -55,19 +55,14 @@ def fused_forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
     return self.conv2(F.silu(h * (a2 * (1 + scale)) + (b2 * (1 + scale) + shift))) + self.skip(x)
 
 
-def session(path: str, threads: int, profile: str = ""):
+def op_profile(path: str, feed: dict, threads: int, calls: int = 8) -> dict[str, float]:
+    """ms per call by op type (ONNX Runtime's profiler; otherwise the pipeline's session options)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
-    if profile:
-        opts.enable_profiling, opts.profile_file_prefix = True, profile
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def op_profile(path: str, feed: dict, threads: int, calls: int = 8) -> dict[str, float]:
-    """ms per call by op type (ONNX Runtime's profiler)."""
-    s = session(path, threads, profile=str(Path(tempfile.mkdtemp()) / "ort"))
+    opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tempfile.mkdtemp()) / "ort")
+    s = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     for _ in range(calls):
         s.run(None, feed)
     events = json.loads(Path(s.end_profiling()).read_text())
@@ -90,7 +85,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sdpm_cli.model.checkpoint import load_checkpoint
     from sdpm_cli.model.network import ResBlock
-    from sdpm_cli.model.onnx_net import companion_paths
+    from sdpm_cli.model.onnx_net import _session, companion_paths
 
     net, _ = load_checkpoint(args.model)
     fused = copy.deepcopy(net.eval())
@@ -119,7 +114,7 @@ def main() -> None:
         torch.onnx.export(Call(fused).eval(), example, path, input_names=names, output_names=["eps", "y"],
                           dynamic_axes=dyn, opset_version=17, dynamo=False)
     graphs = {"shipped companion": str(companion_paths(args.model)["net"]), "fused norms": path}
-    sessions = {name: session(p, args.threads) for name, p in graphs.items()}
+    sessions = {name: _session(Path(p), args.threads) for name, p in graphs.items()}  # as the pipeline opens them
 
     def feed(i: int, j: int) -> dict:
         return {"x": x[i:j], "t": t[i:j]} | ({"cond": cond[i:j]} if k else {})

@@ -46,6 +46,11 @@ class _BothHeads(torch.nn.Module):
         return eps, label
 
 
+def _channels_last(inputs: tuple) -> tuple:
+    """The image tensors of `inputs` in channels-last memory (the pipeline's CPU layout)."""
+    return tuple(a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in inputs)
+
+
 def _time(fn: Callable[[], object], repeat: int) -> float:
     fn()
     best = float("inf")
@@ -83,19 +88,19 @@ def main() -> None:
     k = net_cl.cfg.cond_channels  # the clean conditioning channels (neighbouring slices, mirror) of this model
     c = torch.randn(args.batch, k, args.size, args.size, generator=gen) if k else None
     inputs = (x, t) if c is None else (x, t, c)
-    cl = (lambda a: a.contiguous(memory_format=torch.channels_last))  # noqa: E731
+    names = ["x", "t", "cond"][: len(inputs)]
+    wrapped = _BothHeads(net_cl).eval()
     rows: list[dict] = []
 
     with torch.inference_mode():
-        ref = net_cl(cl(x), t, need_label=True, cond=None if c is None else cl(c))
-        s_ref = _time(lambda: net_cl(cl(x), t, need_label=True, cond=None if c is None else cl(c)), args.repeat)
+        ref = wrapped(*_channels_last(inputs))
+        s_ref = _time(lambda: wrapped(*_channels_last(inputs)), args.repeat)
         rows.append({"backend": "eager_channels_last", "s_per_batch": s_ref, "prep_s": 0.0, "max_abs_diff": 0.0})
 
         net_nchw = _BothHeads(copy.deepcopy(net_cl)).to(memory_format=torch.contiguous_format).eval()
         rows.append({"backend": "eager_nchw", "s_per_batch": _time(lambda: net_nchw(*inputs), args.repeat),
                      "prep_s": 0.0, "max_abs_diff": _max_diff(net_nchw(*inputs), ref)})
 
-    wrapped = _BothHeads(net_cl).eval()
     if "torchscript" not in skip:
         with torch.inference_mode(False), torch.no_grad():
             for name, optimize in (("torchscript_frozen", False), ("torchscript_optimized", True)):
@@ -118,14 +123,14 @@ def main() -> None:
             t0 = time.perf_counter()
             buf = io.BytesIO()
             with torch.no_grad():
-                torch.onnx.export(wrapped, inputs, buf, opset_version=17, input_names=["x", "t", "cond"][: len(inputs)],
+                torch.onnx.export(wrapped, inputs, buf, opset_version=17, input_names=names,
                                   output_names=["eps", "label"], dynamo=False)
             so = ort.SessionOptions()
             so.intra_op_num_threads = args.threads
             so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
-            feed = {"x": x.numpy(), "t": t.numpy()} | ({} if c is None else {"cond": c.numpy()})
+            feed = {n: a.numpy() for n, a in zip(names, inputs)}
             sess.run(None, feed)
             prep = time.perf_counter() - t0
             rows.append({"backend": "onnxruntime", "version": ort.__version__,
@@ -136,7 +141,7 @@ def main() -> None:
         t0 = time.perf_counter()
         comp = torch.compile(wrapped)
         with torch.inference_mode():
-            inputs_cl = (cl(x), t) if c is None else (cl(x), t, cl(c))
+            inputs_cl = _channels_last(inputs)
             comp(*inputs_cl)
             prep = time.perf_counter() - t0
             rows.append({"backend": "torch_compile", "s_per_batch": _time(lambda: comp(*inputs_cl), args.repeat),

@@ -49,13 +49,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from sdpm_cli.ingest import load_study
+    from sdpm_cli.model.network import NetConfig
     from sdpm_cli.model.samplers import predict_out
     from sdpm_cli.pipeline import load_model
     from sdpm_cli.preprocess import prepare
 
     lm, _ = load_model(args.model, "cpu")
     net = lm.network("fp32")
-    multiple = 2 ** (len(lm.header["architecture"]["widths"]) - 1)
+    multiple = NetConfig.from_dict(lm.header["architecture"]).multiple
     min_px = int(np.ceil(25.0 / lm.plan.spacing_mm**2))
     rows = []
     for img in sorted(Path(args.set, "imagesTs").glob("*.nii*"))[: args.studies]:

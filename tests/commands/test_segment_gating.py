@@ -22,7 +22,6 @@ def test_gate_slices_needs_an_area_and_adds_a_margin():
     assert gate_slices(np.zeros_like(p), range(10), 0.2, 1, 2) == []
 
 
-
 def test_a_margin_slice_is_run_only_where_out_is_raised_there():
     p = np.zeros((2, 10, 8, 8), np.float32)
     p[0, 5, :3, :3] = 0.9  # the lesion's slice (9 pixels)
@@ -34,6 +33,7 @@ def test_a_margin_slice_is_run_only_where_out_is_raised_there():
     assert gate_slices(p, range(10), 0.5, 5, 1, 0.4) == [5]
     assert gate_slices(p, range(10), 0.5, 5, 2, 0.3) == [4, 5]  # slice 7 holds nothing
     assert gate_slices(p, range(10), 0.5, 5, 3, 0.3) == [4, 5, 8]
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
