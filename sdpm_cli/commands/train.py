@@ -58,6 +58,8 @@ def train_cmd(
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Steps between training-state checkpoints; 0 = none [500]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Training-state file [OUT.state.pt]."),
     init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune: start from this model's weights (its architecture and preprocessing)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Train the classes of --teacher-classes towards this model's `out` answer instead of the truth (hold them while the others learn)."),
+    teacher_classes: Optional[str] = typer.Option(None, "--teacher-classes", help="Comma-separated classes whose labels come from --teacher (e.g. infarct)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue exactly from a training-state file."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many total steps (checkpoint; resume later)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [auto]."),
@@ -70,7 +72,7 @@ def train_cmd(
 ) -> None:
     from sdpm_cli.train import TrainConfig, train
     from sdpm_cli.train.ddp import env_world
-    from sdpm_cli.train.loop import _load_state, apply_init, with_inputs
+    from sdpm_cli.train.loop import _load_state, apply_init, teacher_settings, with_inputs
 
     base = TrainConfig.from_dict(_load_state(resume)["config"]) if resume is not None else TrainConfig()
     given = {
@@ -92,6 +94,10 @@ def train_cmd(
         if resume is not None:
             raise UsageError("--init starts a new run; --resume continues one (its init is in the checkpoint)")
         cfg["init"] = str(init)
+    if teacher is not None or teacher_classes is not None:
+        if resume is not None:
+            raise UsageError("--teacher starts a new run; --resume continues one (its teacher is in the checkpoint)")
+        cfg.update(teacher_settings(teacher, teacher_classes))
     config = apply_init(TrainConfig.from_dict(with_inputs(cfg, mirror_channel, context_slices or 0)))
 
     rank = env_world()[0]

@@ -26,6 +26,7 @@ import torch
 from sdpm_cli.errors import ModelError, RuntimeFailure, UsageError
 from sdpm_cli.train import ddp
 from sdpm_cli.train.augment import AugmentConfig, augment, labels_to_pm1
+from sdpm_cli.train.distill import class_channels, teacher_labels
 from sdpm_cli.train.data import PatchSampler, SliceSet, dataset_digest, find_cases, load_case, split_cases, stack_cases
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class TrainConfig:
     cache: str = ""  # folder for prepared-case arrays
     init: str = ""  # start from this model's weights (fine-tuning); architecture, plan and T taken from it
     init_sha256: str = ""  # weights digest of `init` (recorded so a resume refuses a changed file)
+    # labels of these classes come from this model's `out` answer instead of the truth (train.distill)
+    teacher: str = ""
+    teacher_classes: list = field(default_factory=list)
+    teacher_sha256: str = ""
     device: str = "auto"
     amp: str = "auto"  # auto (bf16 where supported, else fp16; CUDA only) | bf16 | fp16 | off
     threads: int = 0  # CPU threads per process; 0 = all cores (shared among DDP ranks on one node)
@@ -96,6 +101,7 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
             (self.amp in ("auto", "bf16", "fp16", "off"), "--amp must be auto, bf16, fp16 or off"),
             (self.grad_clip >= 0, "--clip must be >= 0"),
+            (bool(self.teacher) == bool(self.teacher_classes), "--teacher and --teacher-classes go together"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -297,6 +303,41 @@ def init_weights(cfg: TrainConfig, net_cfg) -> torch.nn.Module:
     return net
 
 
+def teacher_settings(teacher: Optional[str | Path], classes: Optional[str]) -> dict:
+    """TrainConfig fields of --teacher PATH --teacher-classes A,B (checked; the teacher's digest recorded)."""
+    if teacher is None or not classes:
+        raise UsageError("--teacher and --teacher-classes go together")
+    from sdpm_cli.model.checkpoint import read_header
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    class_channels(names)  # refuses an unknown class before any work
+    return {"teacher": str(teacher), "teacher_classes": names, "teacher_sha256": read_header(teacher).get("sha256", "")}
+
+
+def load_teacher(cfg: TrainConfig, net_cfg, plan, device: torch.device):
+    """(teacher network on `device`, its label channels) of `cfg.teacher`, or (None, []); the teacher
+    must read what the trained network reads (architecture inputs and preprocessing plan)."""
+    if not cfg.teacher:
+        return None, []
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.preprocess import PreprocessPlan
+
+    channels = class_channels(cfg.teacher_classes)
+    teacher, head = load_checkpoint(cfg.teacher)
+    if cfg.teacher_sha256 and head.get("sha256") != cfg.teacher_sha256:
+        raise UsageError("--teacher: the teacher model changed since this run started (its sha256 differs)")
+    if teacher.cfg.cond_channels != net_cfg.cond_channels or teacher.cfg.num_classes != net_cfg.num_classes:
+        raise UsageError("--teacher: the teacher reads other inputs or gives other labels than the trained network")
+    if PreprocessPlan.from_dict(head.get("preprocess") or {}) != plan:
+        raise UsageError("--teacher: the teacher's preprocessing plan differs from this run's")
+    teacher = teacher.to(device).eval()
+    if cfg.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher, channels
+
+
 def check_resume_compatible(cfg: TrainConfig, saved: dict) -> None:
     """Refuse a resume whose settings would change the trajectory (the losses would not continue)."""
     old = TrainConfig.from_dict(saved)
@@ -453,6 +494,7 @@ def train(
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
         net.train()
+        teacher, teacher_ch = load_teacher(cfg, net_cfg, plan, device)
         ema = EMA(net, cfg.ema_decay)
         sched = sigmoid_schedule(cfg.T)
         weights = LossWeights(**cfg.loss_weights)
@@ -543,9 +585,12 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr
             xb, lb, bb = sampler.sample(cfg.batch)
-            xa, lab, _ = augment(torch.from_numpy(xb), torch.from_numpy(lb), torch.from_numpy(bb), aug_cfg, aug_gen)
+            xa, lab, brain = augment(torch.from_numpy(xb), torch.from_numpy(lb), torch.from_numpy(bb), aug_cfg, aug_gen)
             x0, cond = xa[:, :1], (xa[:, 1:] if xa.shape[1] > 1 else None)  # the image; the mirror channel
             y0 = labels_to_pm1(lab)
+            if teacher is not None:
+                y0 = teacher_labels(teacher, sched, x0.to(device), y0.to(device), teacher_ch, brain.to(device),
+                                    None if cond is None else cond.to(device))
             t = sample_t(cfg.batch, sched.T, weights, generator=noise_gen)
             eps = torch.randn(x0.shape, generator=noise_gen)
             x0, y0, t, eps = (v.to(device, non_blocking=True) for v in (x0, y0, t, eps))
@@ -642,6 +687,8 @@ def _model_header(cfg, plan, net_cfg, digest, cases, train_set, val_set, losses,
             "final_losses": final,
             "val_dice": val_hist[-1] if val_hist else None,
             "init": {"name": Path(cfg.init).name, "sha256": cfg.init_sha256} if cfg.init else None,
-            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("data", "out", "checkpoint", "log", "cache", "init")},
+            "teacher": ({"name": Path(cfg.teacher).name, "sha256": cfg.teacher_sha256, "classes": list(cfg.teacher_classes)}
+                        if cfg.teacher else None),
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("data", "out", "checkpoint", "log", "cache", "init", "teacher")},
         },
     }
