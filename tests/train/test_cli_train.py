@@ -30,6 +30,13 @@ def test_bad_options_are_usage_errors(run_cli, tiny_dataset, tmp_path):
     assert code == 2 and "--amp" in err
     code, _, err = run_cli("train", tiny_dataset, "--out", tmp_path / "m.pt", *ARGS, "--resume", tmp_path / "none.pt")
     assert code == 2 and "no such training-state file" in err
+    # --teacher: both halves or neither; a known class; refused before any training, no file written
+    code, _, err = run_cli("train", tiny_dataset, "--out", tmp_path / "m.pt", *ARGS, "--teacher-classes", "infarct")
+    assert code == 2 and "--teacher and --teacher-classes go together" in err
+    code, _, err = run_cli("train", tiny_dataset, "--out", tmp_path / "m.pt", *ARGS, "--teacher", tmp_path / "t.pt",
+                           "--teacher-classes", "oedema")
+    assert code == 2 and "unknown class oedema" in err and "Traceback" not in err
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.pt.state.pt").exists()
 
 
 @pytest.mark.slow
