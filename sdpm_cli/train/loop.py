@@ -304,13 +304,14 @@ def init_weights(cfg: TrainConfig, net_cfg) -> torch.nn.Module:
 
 
 def teacher_settings(teacher: Optional[str | Path], classes: Optional[str]) -> dict:
-    """TrainConfig fields of --teacher PATH --teacher-classes A,B (checked; the teacher's digest recorded)."""
-    if teacher is None or not classes:
-        raise UsageError("--teacher and --teacher-classes go together")
+    """TrainConfig fields of --teacher PATH --teacher-classes A,B (the classes checked, the teacher's
+    digest recorded; a lone half is refused by TrainConfig.validate)."""
     from sdpm_cli.model.checkpoint import read_header
 
-    names = [c.strip() for c in classes.split(",") if c.strip()]
+    names = [c.strip() for c in (classes or "").split(",") if c.strip()]
     class_channels(names)  # refuses an unknown class before any work
+    if teacher is None or not names:
+        return {"teacher": str(teacher or ""), "teacher_classes": names, "teacher_sha256": ""}
     return {"teacher": str(teacher), "teacher_classes": names, "teacher_sha256": read_header(teacher).get("sha256", "")}
 
 
