@@ -48,7 +48,7 @@ def train_cmd(
     ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of the saved weights [0.999]."),
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clip; 0 = off [1.0]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random stream [0]."),
-    width: Optional[int] = typer.Option(None, "--width", help="First-level channels; all levels scale with it [16]."),
+    width: Optional[int] = typer.Option(None, "--width", help="First-level channels; all levels scale with it [16]. With --init: the init model is grown to this width exactly (its outputs unchanged; new channels start silent)."),
     rotate_deg: Optional[float] = typer.Option(None, "--rotate-deg", help="In-plane rotation augmentation, uniform in +-DEG [15]; 180 = any orientation (heads stored rotated in their image)."),
     mirror_channel: bool = typer.Option(False, "--mirror-channel", help="Give the network the slice mirrored across the head's midline as a second input (with --init: added to that model, starting from zero weights)."),
     context_slices: Optional[int] = typer.Option(None, "--context-slices", min=0, max=4, help="Give the network the K model slices below and above each slice as further inputs (2.5-D; with --init: added to that model, starting from zero weights) [0]."),

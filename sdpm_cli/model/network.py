@@ -34,6 +34,9 @@ class NetConfig:
     attention: bool = False  # one self-attention block at the coarsest level
     time_dim: int = 64  # width of the time embedding MLP
     groups: int = 8  # GroupNorm groups (capped by channels)
+    # Width of the sinusoidal step embedding; None = widths[0]. Set when a network is widened
+    # (`model.widen`), so that the wider one reads the step exactly as the one it grew from.
+    time_embed: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -45,6 +48,13 @@ class NetConfig:
             raise ValueError("NetConfig needs at least one level, positive widths and >= 1 block")
         if self.decoder_widths is not None and len(self.decoder_widths) != len(self.widths):
             raise ValueError("NetConfig.decoder_widths must have one entry per level")
+        if self.time_embed is not None and self.time_embed < 2:
+            raise ValueError("NetConfig.time_embed must be >= 2")
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the sinusoidal step embedding the time MLP reads."""
+        return self.time_embed if self.time_embed is not None else self.widths[0]
 
     @property
     def dec_widths(self) -> tuple[int, ...]:
@@ -59,6 +69,8 @@ class NetConfig:
         d = asdict(self)
         d["widths"] = list(self.widths)
         d["decoder_widths"] = list(self.decoder_widths) if self.decoder_widths is not None else None
+        if d["time_embed"] is None:  # the default: headers of networks that were never widened stay as they were
+            del d["time_embed"]
         return d
 
     @classmethod
@@ -141,7 +153,7 @@ class Encoder(nn.Module):
         super().__init__()
         w, td, g = cfg.widths, cfg.time_dim, cfg.groups
         self.cfg = cfg
-        self.time_mlp = nn.Sequential(nn.Linear(w[0], td), nn.SiLU(), nn.Linear(td, td))
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.embed_dim, td), nn.SiLU(), nn.Linear(td, td))
         self.stem = nn.Conv2d(cfg.in_channels + cfg.cond_channels, w[0], 3, padding=1)
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -165,7 +177,7 @@ class Encoder(nn.Module):
         ph, pw = (-H) % m, (-W) % m
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        temb = self.time_mlp(timestep_embedding(t, self.cfg.widths[0]))
+        temb = self.time_mlp(timestep_embedding(t, self.cfg.embed_dim))
         h = self.stem(x)
         skips: list[Tensor] = []
         for i, blocks in enumerate(self.levels):

@@ -281,21 +281,45 @@ def apply_init(cfg: TrainConfig) -> TrainConfig:
         init_plan["context_slices"] = want
         arch["cond_channels"] = NetConfig.from_dict(arch).cond_channels + 2 * want
     if cfg.net and NetConfig.from_dict({**arch, **cfg.net}) != NetConfig.from_dict(arch):
-        raise UsageError("--init: the model's architecture is fixed by the init model (drop --width)")
+        arch = _widened_arch(arch, cfg.net)
     if cfg.plan and PreprocessPlan.from_dict({**init_plan, **cfg.plan}) != PreprocessPlan.from_dict(init_plan):
         raise UsageError("--init: the preprocessing plan is fixed by the init model")
     changes = {"net": arch, "plan": init_plan, "T": init_T, "init_sha256": head.get("sha256", "")}
     return TrainConfig.from_dict({**cfg.to_dict(), **changes})
 
 
-def init_weights(cfg: TrainConfig, net_cfg) -> torch.nn.Module:
-    """The init model's network, checked against the architecture and digest this run records."""
+def _widened_arch(arch: dict, requested: dict) -> dict:
+    """The init model's architecture grown to the requested widths (`--width` with `--init`: the
+    init model is widened exactly, `model.widen`); any other architecture change is refused."""
+    from sdpm_cli.model.network import NetConfig
+    from sdpm_cli.model.widen import wider_config
+
+    have = NetConfig.from_dict(arch)
+    if set(requested) - {"widths", "decoder_widths"}:
+        raise UsageError("--init: the model's architecture is fixed by the init model (only --width can grow it)")
+    try:
+        wide = wider_config(have, requested.get("widths", have.widths), requested.get("decoder_widths", have.decoder_widths))
+    except ValueError as exc:
+        raise UsageError(f"--init --width: {exc}") from None
+    return wide.to_dict()
+
+
+def init_weights(cfg: TrainConfig, net_cfg, fresh: Optional[torch.nn.Module] = None) -> torch.nn.Module:
+    """The init model's network, checked against the architecture and digest this run records.
+    Where this run's network is wider (`--width` with `--init`), the init model is widened into
+    `fresh` (this run's freshly initialised network, whose new channels keep their initialisation)."""
     from sdpm_cli.model.checkpoint import load_checkpoint
-    from sdpm_cli.model.network import with_condition_channels
+    from sdpm_cli.model.network import SDPMNet, with_condition_channels
+    from sdpm_cli.model.widen import widen
 
     net, head = load_checkpoint(cfg.init)
     if net.cfg.cond_channels < net_cfg.cond_channels:  # --mirror-channel / --context-slices added to a model
         net = with_condition_channels(net, net_cfg.cond_channels)
+    if net.cfg.widths != net_cfg.widths or net.cfg.dec_widths != net_cfg.dec_widths:
+        try:
+            net = widen(net, fresh if fresh is not None else SDPMNet(net_cfg))
+        except ValueError as exc:
+            raise UsageError(f"--init: {exc}") from None
     if net.cfg != net_cfg:
         raise UsageError("--init: the model's architecture differs from this run's")
     if cfg.init_sha256 and head.get("sha256") != cfg.init_sha256:
@@ -490,7 +514,7 @@ def train(
         torch.manual_seed(cfg.seed)
         net = SDPMNet(net_cfg)
         if cfg.init and saved is None:
-            net.load_state_dict(init_weights(cfg, net_cfg).state_dict())
+            net.load_state_dict(init_weights(cfg, net_cfg, fresh=net).state_dict())
         net = net.to(device)
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)

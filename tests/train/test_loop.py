@@ -122,8 +122,10 @@ def test_init_fine_tunes_from_a_model_and_records_it(tiny_dataset, tmp_path):
     assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa)
     _, head = load_checkpoint(tmp_path / "c" / "model.pt")
     assert head["training"]["init"] == {"name": "model.pt", "sha256": init_head["sha256"]}
-    with pytest.raises(UsageError, match="architecture is fixed by the init model"):
+    with pytest.raises(UsageError, match="cannot remove channels"):
         apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(init_path), net={"widths": [4, 8], "decoder_widths": [4, 8]}))
+    with pytest.raises(UsageError, match="only --width can grow it"):
+        apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(init_path), net={"time_dim": 32}))
     with pytest.raises(ModelError, match="not found"):
         apply_init(tiny_config(tiny_dataset, tmp_path / "d", init=str(tmp_path / "missing.pt")))
 
@@ -203,3 +205,28 @@ def test_context_slices_can_be_added_to_a_model_and_segment(tiny_dataset, tmp_pa
     with pytest.raises(UsageError, match="number is fixed"):
         apply_init(tiny_config(tiny_dataset, tmp_path / "c", net={}, plan={"context_slices": 2},
                                init=str(tmp_path / "b" / "model.pt")))
+
+
+def test_init_with_a_wider_network_starts_from_the_same_function(tiny_dataset, tmp_path):
+    """--init with --width grows the init model exactly: a run that cannot move its weights ends with
+    a wider network whose outputs are the init model's; the header records the widened architecture."""
+    from sdpm_cli.model.checkpoint import load_checkpoint
+    from sdpm_cli.train.loop import apply_init
+
+    # decoder widths whose GroupNorm groups do not straddle a skip concatenation (as in the shipped
+    # architecture); where one would, the widening is refused (tests/model/test_widen.py)
+    base = train(tiny_config(tiny_dataset, tmp_path / "a", steps=6, net={**TINY_NET, "decoder_widths": [8, 8]}))
+    init_path = tmp_path / "a" / "model.pt"
+    cfg = apply_init(tiny_config(tiny_dataset, tmp_path / "w", steps=2, lr_init=1e-30, lr_min=0.0, init=str(init_path),
+                                 net={"widths": [12, 24], "decoder_widths": [12, 12]}))
+    assert cfg.net["widths"] == [12, 24] and cfg.net["groups"] == 6 and cfg.net["time_embed"] == 8
+    wide = train(cfg)
+    net, head = load_checkpoint(tmp_path / "w" / "model.pt")
+    assert head["architecture"]["widths"] == [12, 24] and head["architecture"]["time_embed"] == 8
+    assert sum(p.numel() for p in net.parameters()) > sum(p.numel() for p in base.net.parameters())
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 1, 32, 32, generator=g), torch.tensor([0, 40])
+    with torch.no_grad():
+        a, b = base.net.eval()(x, t), net.eval()(x, t)
+    assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
+    assert wide.steps_done == 2
