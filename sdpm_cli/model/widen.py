@@ -131,7 +131,7 @@ def _encoder(wide: Encoder, old: Encoder, ow: NetConfig, nw: NetConfig) -> list[
     skips = []
     for i, (wb, ob) in enumerate(zip(wide.levels, old.levels)):
         ch = [(ow.widths[i], nw.widths[i])]
-        for b, (wblk, oblk) in enumerate(zip(wb, ob)):
+        for wblk, oblk in zip(wb, ob):
             _block(wblk, oblk, lay, ch, td)
             lay = ch
         skips.append(list(lay))
