@@ -260,6 +260,8 @@ class Segmentation:
     # model-grid slices the stochastic modes ran on (gating; all brain slices with --no-gating), of
     stochastic_slices: int = 0
     brain_slices: int = 0
+    # the gate's settings (InferenceConfig.gate_dict) with the slice counts above; {} for `out`
+    gating: dict = field(default_factory=dict)
     # the skull-based intracranial mask on the study grid (uint8), when preprocessing made one there
     brain: Optional[sitk.Image] = field(default=None, repr=False)
     # the native probabilities (preprocess.NativeProbs), resampled from the model grid slice by slice
@@ -488,6 +490,8 @@ def segment_study(
         interval_source=calib.source if calibrated else "",
         stochastic_slices=len(acc.stochastic_slices),
         brain_slices=len(prepared.brain_slices),
+        gating={} if mode == "out" else {**cfg.gate_dict(), "stochastic_slices": len(acc.stochastic_slices),
+                                         "brain_slices": len(prepared.brain_slices)},
         orientation=prepared.orientation.to_dict() if prepared.orientation is not None else {},
         brain=brain_img,
         dark_infarcts=[d.to_dict() for d in dark],

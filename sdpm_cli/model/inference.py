@@ -82,6 +82,13 @@ class InferenceConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def gate_dict(self) -> dict:
+        """The gate's settings as a report records them (so a gated run can be reproduced and told
+        apart from an ungated one; `enabled` False = every brain slice ran every mode)."""
+        return {"enabled": bool(self.gate), "threshold": self.gate_threshold,
+                "min_area_mm2": self.gate_min_area_mm2, "margin": self.gate_margin,
+                "margin_threshold": self.gate_margin_threshold}
+
 
 # Presets are data: change them here (or pass overrides) without touching the sampler code.
 # `paper`: the published settings (N = 100 salient repeats over every t < T/8, N = 50 runs of

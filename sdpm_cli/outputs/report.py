@@ -164,6 +164,21 @@ REPORT_SCHEMA: dict = {
                 # what ran the network: torch, or ONNX Runtime with the model's companion ("onnxruntime+torch":
                 # reports of 2026-12-06, when a gated run used both)
                 "network_runtime": {"enum": ["torch", "onnxruntime", "onnxruntime+torch", ""]},
+                # the stochastic modes' gate (InferenceConfig.gate_dict) and the slices it ran them on
+                "gating": {
+                    "type": "object",
+                    "required": ["enabled", "threshold", "min_area_mm2", "margin", "margin_threshold",
+                                 "stochastic_slices", "brain_slices"],
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                        "min_area_mm2": {"type": "number", "minimum": 0},
+                        "margin": {"type": "integer", "minimum": 0},
+                        "margin_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                        "stochastic_slices": {"type": "integer", "minimum": 0},
+                        "brain_slices": {"type": "integer", "minimum": 0},
+                    },
+                },
             },
         },
         "software": {"type": "object", "additionalProperties": _STR},
@@ -426,7 +441,8 @@ def build_report(
             "seed": int(run["seed"]),
             "device": str(run["device"]),
             "runtime_s": None if run.get("runtime_s") is None else round(float(run["runtime_s"]), 3),
-            **{k: run[k] for k in ("network_runtime", "n_calls_per_slice", "timings", "inference", "lesion_filter", "orientation")
+            **{k: run[k] for k in ("network_runtime", "n_calls_per_slice", "timings", "inference", "lesion_filter", "orientation",
+                                 "gating")
                if k in run},
         },
         "software": {str(k): str(v) for k, v in (software if software is not None else software_versions()).items()},
@@ -523,6 +539,7 @@ def report_from_segmentation(
         "lesion_filter": dict(getattr(seg, "lesion_filter", {}) or {}),
         "timings": {k: round(float(v), 3) for k, v in (seg.timings or {}).items()},
         **({"orientation": dict(seg.orientation)} if getattr(seg, "orientation", None) else {}),
+        **({"gating": dict(seg.gating)} if getattr(seg, "gating", None) else {}),
     }
     return build_report(
         volumes=seg.volumes,

@@ -91,3 +91,27 @@ def test_noise_is_keyed_on_the_images_not_the_path_or_the_object(tiny_model, stu
     assert np.array_equal(probs[0], probs[1])
     other_seed = segment_study(study, model=lm, mode="infer", seed=2, lesion_filter={}).probs
     assert not np.array_equal(other_seed, probs[1])
+
+
+def test_the_report_records_the_gate_and_the_slices_it_ran(tiny_model, study):
+    """A gated `union` is reproducible from its report alone: the gate's settings and how many brain
+    slices ran the stochastic modes; `--no-gating` says so; `out` has no gate to record."""
+    from sdpm_cli.model.inference import PRESETS
+    from sdpm_cli.outputs.report import report_from_segmentation, validate_report
+    from sdpm_cli.pipeline import load_model
+
+    lm, _ = load_model(tiny_model, "cpu")
+    gated = report_from_segmentation(segment_study(study, model=lm, mode="union", seed=3, lesion_filter={}))
+    full = report_from_segmentation(segment_study(study, model=lm, mode="union", seed=3, gating=False,
+                                                  lesion_filter={}))
+    out = report_from_segmentation(segment_study(study, model=lm, mode="out", seed=3, lesion_filter={}))
+    for r in (gated, full, out):
+        validate_report(r)
+    g, f = gated["run"]["gating"], full["run"]["gating"]
+    fast = PRESETS["fast"]
+    assert g["enabled"] is True and f["enabled"] is False
+    assert (g["threshold"], g["min_area_mm2"], g["margin"], g["margin_threshold"]) == (
+        fast.gate_threshold, fast.gate_min_area_mm2, fast.gate_margin, fast.gate_margin_threshold)
+    assert f["stochastic_slices"] == f["brain_slices"] == g["brain_slices"] > 0
+    assert 0 <= g["stochastic_slices"] <= g["brain_slices"]
+    assert "gating" not in out["run"]
