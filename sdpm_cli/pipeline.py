@@ -260,7 +260,7 @@ class Segmentation:
     # model-grid slices the stochastic modes ran on (gating; all brain slices with --no-gating), of
     stochastic_slices: int = 0
     brain_slices: int = 0
-    # the gate's settings (InferenceConfig.gate_dict) with the slice counts above; {} for `out`
+    # the gate's settings (InferenceConfig.gate_dict; the slices it chose are counted above); {} for `out`
     gating: dict = field(default_factory=dict)
     # the skull-based intracranial mask on the study grid (uint8), when preprocessing made one there
     brain: Optional[sitk.Image] = field(default=None, repr=False)
@@ -490,8 +490,7 @@ def segment_study(
         interval_source=calib.source if calibrated else "",
         stochastic_slices=len(acc.stochastic_slices),
         brain_slices=len(prepared.brain_slices),
-        gating={} if mode == "out" else {**cfg.gate_dict(), "stochastic_slices": len(acc.stochastic_slices),
-                                         "brain_slices": len(prepared.brain_slices)},
+        gating={} if mode == "out" else cfg.gate_dict(),
         orientation=prepared.orientation.to_dict() if prepared.orientation is not None else {},
         brain=brain_img,
         dark_infarcts=[d.to_dict() for d in dark],

@@ -539,7 +539,8 @@ def report_from_segmentation(
         "lesion_filter": dict(getattr(seg, "lesion_filter", {}) or {}),
         "timings": {k: round(float(v), 3) for k, v in (seg.timings or {}).items()},
         **({"orientation": dict(seg.orientation)} if getattr(seg, "orientation", None) else {}),
-        **({"gating": dict(seg.gating)} if getattr(seg, "gating", None) else {}),
+        **({"gating": {**seg.gating, "stochastic_slices": int(seg.stochastic_slices),
+                       "brain_slices": int(seg.brain_slices)}} if getattr(seg, "gating", None) else {}),
     }
     return build_report(
         volumes=seg.volumes,
